@@ -1,0 +1,195 @@
+"""Ack, retry and dead-letter decisions for every Kafka subscriber, in one place.
+
+Delivery is at-least-once. `consume()` registers a subscriber with an explicit group id and
+ack policy, and wraps the handler so that:
+
+* a message that cannot be decoded, or whose handler raises `PermanentError`, goes to the
+  topic's DLQ (`<topic>-dlq`) with the reason, the error type and the original bytes, and is
+  then acked: one bad message never blocks a partition, and is never dropped silently;
+* a transient failure (`TransientError`, or any other exception) is retried in place with
+  capped exponential backoff; when the retries run out the exception propagates, the
+  message is NACKed (seek back) and is redelivered, so lag grows visibly instead of data
+  being lost;
+* an unexpected exception (a bug, not an infrastructure error) that survives
+  `max_redeliveries` redeliveries of the same offset is dead-lettered with its traceback
+  summary, like arroyo's InvalidMessage, so a poison message cannot stall a partition forever.
+
+Offsets are committed only after the handler returned, i.e. after its state change and its
+next event are durable (publishing awaits the broker's acknowledgement).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker, KafkaMessage
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from shared.events import Envelope
+from shared.jobs import now
+from shared.topics import TOPICS, Topic
+
+log = logging.getLogger(__name__)
+M = TypeVar("M")
+
+
+class PermanentError(Exception):
+    """The message can never be processed as it is: dead-letter it with this reason."""
+
+
+class TransientError(Exception):
+    """A dependency failed for now: retry, and block the partition if it keeps failing."""
+
+
+@dataclass
+class RetryPolicy:
+    """Bounded in-place retries with capped exponential backoff and jitter."""
+
+    attempts: int = 5
+    base_delay_s: float = 0.2
+    max_delay_s: float = 5.0
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+
+    def delay(self, attempt: int) -> float:
+        raw = min(self.max_delay_s, self.base_delay_s * (2**attempt))
+        return raw * (0.5 + random.random() / 2)
+
+
+@dataclass
+class DlqRecord:
+    topic: str
+    partition: int
+    offset: int
+    key: str | None
+    reason: str
+    error_type: str
+    payload: str
+    failed_at: str = field(default_factory=lambda: now().isoformat())
+
+
+async def publish(broker: KafkaBroker, topic: Topic | str, event: Envelope) -> None:
+    """Publish one event keyed by its job id and wait for the broker's acknowledgement."""
+    headers = {"ce_type": str(getattr(event, "type", "")), "ce_id": event.id}
+    if event.traceparent:
+        headers["traceparent"] = event.traceparent
+    await broker.publish(
+        event.model_dump_json().encode(),
+        str(topic),
+        key=event.subject.encode(),
+        headers=headers,
+        content_type="application/json",
+    )
+
+
+async def dead_letter(broker: KafkaBroker, msg: KafkaMessage, reason: str, error: str) -> None:
+    raw = msg.raw_message
+    assert not isinstance(raw, tuple)
+    record = DlqRecord(
+        topic=raw.topic,
+        partition=raw.partition,
+        offset=raw.offset,
+        key=raw.key.decode(errors="replace") if isinstance(raw.key, bytes) else None,
+        reason=reason,
+        error_type=error,
+        payload=msg.body.decode(errors="replace"),
+    )
+    spec = TOPICS[Topic(raw.topic)]
+    if spec.dlq is None:
+        log.error("dropping undecodable message from %s (no DLQ by design): %s", raw.topic, reason)
+        return
+    body = TypeAdapter(DlqRecord).dump_json(record)
+    await broker.publish(body, spec.dlq, key=raw.key, headers={"reason": reason[:200]})
+    log.warning("dead-lettered %s[%s]@%s: %s", raw.topic, raw.partition, raw.offset, reason)
+
+
+def decoder_for(model: type[BaseModel] | TypeAdapter[Any]) -> Callable[[bytes], Any]:
+    adapter = model if isinstance(model, TypeAdapter) else TypeAdapter(model)
+    return adapter.validate_json
+
+
+OnDeadLetter = Callable[[str, str], None]
+
+
+def consume(  # noqa: PLR0913 - every knob here is one a reader must see at the call site
+    broker: KafkaBroker,
+    topic: Topic,
+    *,
+    group_id: str,
+    ack_policy: AckPolicy,
+    decode: Callable[[bytes], M],
+    handle: Callable[[M], Awaitable[None]],
+    retry: RetryPolicy | None = None,
+    max_redeliveries: int = 3,
+    on_dead_letter: OnDeadLetter | None = None,
+    auto_offset_reset: str = "earliest",
+    **subscriber_options: Any,
+) -> None:
+    """Register `handle` on `topic` for consumer group `group_id` with the policy above."""
+    policy = retry or RetryPolicy()
+    failures: dict[tuple[int, int], int] = {}
+
+    async def on_message(msg: KafkaMessage) -> None:
+        async def reject(reason: str, error: str) -> None:
+            await dead_letter(broker, msg, reason, error)
+            if on_dead_letter:
+                on_dead_letter(topic.value, error)
+
+        try:
+            event = decode(msg.body)
+        except (ValidationError, ValueError) as exc:
+            await reject(f"invalid message: {_short(exc)}", type(exc).__name__)
+            return
+        raw = msg.raw_message
+        assert not isinstance(raw, tuple)
+        where = (raw.partition, raw.offset)
+        try:
+            await _with_retries(policy, handle, event)
+        except PermanentError as exc:
+            await reject(str(exc), "PermanentError")
+        except Exception as exc:
+            failures[where] = failures.get(where, 0) + 1
+            if not isinstance(exc, TransientError) and failures[where] > max_redeliveries:
+                failures.pop(where, None)
+                await reject(f"handler kept failing: {_short(exc)}", type(exc).__name__)
+                return
+            raise
+        else:
+            failures.pop(where, None)
+
+    broker.subscriber(
+        topic.value, group_id=group_id, ack_policy=ack_policy,
+        auto_offset_reset=auto_offset_reset, **subscriber_options,
+    )(on_message)
+
+
+async def _with_retries(policy: RetryPolicy, handle: Callable[[M], Awaitable[None]], event: M) -> None:
+    for attempt in range(policy.attempts):
+        try:
+            await handle(event)
+            return
+        except PermanentError:
+            raise
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if attempt == policy.attempts - 1:
+                raise
+            delay = policy.delay(attempt)
+            log.info("transient failure (%s), retry %d in %.2fs", _short(exc), attempt + 1, delay)
+            await policy.sleep(delay)
+
+
+def _short(exc: BaseException) -> str:
+    if isinstance(exc, ValidationError):
+        text = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors()[:5]
+        )
+    else:
+        text = str(exc).replace("\n", " ")
+    return text if len(text) <= 300 else text[:297] + "..."

@@ -1,0 +1,1 @@
+"""Provider port, error taxonomy, model catalog and the real provider adapters."""

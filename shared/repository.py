@@ -1,0 +1,151 @@
+"""The `JobRepository` port: where job state lives.
+
+Contract (the same suite runs against `tests/fakes.FakeJobRepository` and
+`shared.mongo_repository.MongoJobRepository`):
+
+* `create` inserts a job. If the tenant already has a job with the same idempotency key, it
+  inserts nothing and returns the existing job with `created=False` (a unique index makes
+  this race-free across replicas).
+* `transition` moves a job to `target` only if its current state is one from which `target`
+  is legal (see `shared.jobs.sources_of`) and, when given, only if its state is in
+  `expected`. It applies `changes` in the same atomic single-document update, bumps
+  `version` and returns the new job; it returns None when the condition does not hold, which
+  makes replayed messages harmless no-ops.
+* `update` applies `changes` (dotted paths allowed, e.g. `attempts.a1.state`) atomically when
+  the optional `expected_states` / `expected_version` conditions hold; None otherwise.
+* `update(..., index_task=(provider, task_id))` also makes the job findable by that provider
+  task (`find_by_task`), for webhook hints and reconciliation.
+* `get` with a tenant id returns None for another tenant's job (callers answer 404).
+* Nothing relies on multi-document transactions or change streams (the MongoDB-compatible
+  server used locally lacks them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from shared.jobs import Job, JobState
+
+
+@dataclass(frozen=True)
+class Created:
+    job: Job
+    created: bool
+
+
+@dataclass(frozen=True)
+class Page:
+    jobs: list[Job]
+    next_cursor: str | None
+
+
+class JobRepository(Protocol):
+    async def create(self, job: Job) -> Created: ...
+
+    async def get(self, job_id: str, tenant_id: str | None = None) -> Job | None: ...
+
+    async def find_by_idempotency_key(self, tenant_id: str, key: str) -> Job | None: ...
+
+    async def transition(
+        self,
+        job_id: str,
+        target: JobState,
+        changes: dict[str, Any] | None = None,
+        *,
+        expected: Iterable[JobState] | None = None,
+    ) -> Job | None: ...
+
+    async def update(
+        self,
+        job_id: str,
+        changes: dict[str, Any],
+        *,
+        expected_states: Iterable[JobState] | None = None,
+        expected_version: int | None = None,
+        index_task: tuple[str, str] | None = None,
+    ) -> Job | None: ...
+
+    async def list(
+        self,
+        tenant_id: str,
+        *,
+        state: JobState | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page: ...
+
+    async def find_stale(
+        self, states: Iterable[JobState], updated_before: datetime, limit: int = 100
+    ) -> list[Job]: ...
+
+    async def find_by_task(self, provider: str, task_id: str) -> Job | None: ...
+
+    async def count_in_state(self, states: Iterable[JobState], provider: str | None = None) -> int: ...
+
+    async def next_queued(self, provider: str, limit: int, at: datetime) -> list[Job]:
+        """QUEUED jobs for `provider`, oldest `queued_at` first, skipping those whose
+        `not_before` is later than `at`."""
+        ...
+
+    async def count_queued_before(self, provider: str, queued_at: datetime) -> int:
+        """How many QUEUED jobs for `provider` joined the queue before `queued_at`."""
+        ...
+
+    async def inflight_slots(self, provider: str) -> int:
+        """Provider slots in use: candidates of jobs in SUBMITTING or RUNNING on `provider`."""
+        ...
+
+
+def to_document(job: Job) -> dict[str, Any]:
+    doc = job.model_dump(mode="python")
+    doc["_id"] = doc.pop("job_id")
+    doc["request"] = job.request.model_dump(mode="json")
+    doc["task_ids"] = [
+        task_key(a.task.provider, a.task.task_id) for a in job.attempts.values() if a.task
+    ]
+    # One unique index covers idempotency: jobs without a key get a key no one else can have.
+    doc["idem"] = f"{job.tenant_id}:{job.idempotency_key}" if job.idempotency_key else job.job_id
+    return _json_safe(doc)
+
+
+def task_key(provider: str, task_id: str) -> str:
+    return f"{provider}:{task_id}"
+
+
+def from_document(doc: dict[str, Any]) -> Job:
+    data = dict(doc)
+    data["job_id"] = data.pop("_id")
+    data.pop("task_ids", None)
+    data.pop("idem", None)
+    return Job.model_validate(data)
+
+
+def encode_changes(changes: dict[str, Any]) -> dict[str, Any]:
+    """Pydantic values inside a change set become plain BSON-able values."""
+    return {k: _json_safe(_dump(v)) for k, v in changes.items()}
+
+
+def _dump(value: Any) -> Any:
+    if hasattr(value, "model_dump"):
+        return value.model_dump(mode="python")
+    if isinstance(value, (list, tuple)):
+        return [_dump(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _dump(v) for k, v in value.items()}
+    return value
+
+
+def _json_safe(value: Any) -> Any:
+    """Enums become their values and tuples lists; datetimes stay (BSON dates)."""
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if hasattr(value, "value") and isinstance(getattr(value, "value"), str):
+        return value.value
+    if hasattr(value, "__str__") and type(value).__name__ in {"HttpUrl", "Url", "AnyUrl"}:
+        return str(value)
+    return value

@@ -1,0 +1,115 @@
+"""Settings shared by every service, read once from the environment and passed down.
+
+The defaults point at the real servers that `python -m deploy.localinfra up` starts on
+127.0.0.1. Setting `KAFKA_BOOTSTRAP_SERVERS`, `MONGODB_URI` or `S3_ENDPOINT` (with
+`S3_ACCESS_KEY` / `S3_SECRET_KEY`) points the same code at docker-compose or a real cluster.
+Nothing outside a `settings.py` reads `os.environ`.
+"""
+
+from __future__ import annotations
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class InfraSettings(BaseSettings):
+    """Where the broker, the job database and the object store are."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="", extra="ignore", frozen=True, populate_by_name=True
+    )
+
+    kafka_bootstrap_servers: str = Field(
+        validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "kafka_bootstrap_servers"),
+        default="127.0.0.1:19092",
+        description="Kafka bootstrap servers, comma separated.",
+    )
+    mongodb_uri: str = Field(
+        validation_alias=AliasChoices("MONGODB_URI", "mongodb_uri"),
+        default="mongodb://127.0.0.1:27117/",
+        description="MongoDB connection URI.",
+    )
+    mongodb_database: str = Field(
+        validation_alias=AliasChoices("MONGODB_DATABASE", "mongodb_database"),
+        default="reelforge",
+        description="Database that holds job state.",
+    )
+    s3_endpoint: str = Field(
+        validation_alias=AliasChoices("S3_ENDPOINT", "s3_endpoint"),
+        default="http://127.0.0.1:19000",
+        description="S3/MinIO endpoint URL.",
+    )
+    s3_access_key: SecretStr = Field(
+        validation_alias=AliasChoices("S3_ACCESS_KEY", "s3_access_key"),
+        default=SecretStr("reelforge"),
+        description="S3 access key.",
+    )
+    s3_secret_key: SecretStr = Field(
+        validation_alias=AliasChoices("S3_SECRET_KEY", "s3_secret_key"),
+        default=SecretStr("reelforge-secret"),
+        description="S3 secret key.",
+    )
+    s3_region: str = Field(
+        validation_alias=AliasChoices("S3_REGION", "s3_region"),
+        default="us-east-1",
+        description="S3 region name.",
+    )
+    s3_bucket: str = Field(
+        validation_alias=AliasChoices("S3_BUCKET", "s3_bucket"),
+        default="reelforge-videos",
+        description="Bucket that holds videos.",
+    )
+    connect_timeout_s: float = Field(
+        validation_alias=AliasChoices("CONNECT_TIMEOUT_S", "connect_timeout_s"),
+        default=10.0,
+        description="How long a service waits for a server before failing with a clear error.",
+    )
+
+
+class TenantSettings(BaseSettings):
+    """API keys and the master secret that tenant webhook secrets derive from."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="", extra="ignore", frozen=True, populate_by_name=True
+    )
+
+    api_keys: str = Field(
+        validation_alias=AliasChoices("API_KEYS", "api_keys"),
+        default="demo-key:demo,other-key:other",
+        description="Comma-separated 'api_key:tenant_id' pairs. Change the defaults in production.",
+    )
+    webhook_master_secret: SecretStr = Field(
+        validation_alias=AliasChoices("WEBHOOK_MASTER_SECRET", "webhook_master_secret"),
+        default=SecretStr("reelforge-dev-master-secret"),
+        description="Master secret; each tenant's webhook secret is derived from it.",
+    )
+
+
+class ServiceSettings(InfraSettings):
+    """The settings every service process has; services subclass this with their own prefix."""
+
+    service_name: str = Field(
+        validation_alias=AliasChoices("SERVICE_NAME", "service_name"),
+        default="reelforge",
+        description="Name used in logs, metrics and events.",
+    )
+    instance_id: str = Field(
+        validation_alias=AliasChoices("INSTANCE_ID", "instance_id"),
+        default="",
+        description="Replica id; defaults to host-pid when empty.",
+    )
+    metrics_host: str = Field(
+        validation_alias=AliasChoices("METRICS_HOST", "metrics_host"),
+        default="127.0.0.1",
+        description="Address of the /metrics and /health server.",
+    )
+    metrics_port: int = Field(
+        validation_alias=AliasChoices("METRICS_PORT", "metrics_port"),
+        default=0,
+        description="Port of the /metrics and /health server (0 = none).",
+    )
+    log_level: str = Field(
+        validation_alias=AliasChoices("LOG_LEVEL", "log_level"),
+        default="INFO",
+        description="Python log level.",
+    )

@@ -1,0 +1,169 @@
+"""In-memory fakes of the ports, checked by the same contract suites as the real adapters."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator, Iterable
+from datetime import datetime
+from typing import Any
+
+from shared.blobstore import BlobInfo, BlobNotFound, PutResult
+from shared.jobs import Job, JobState, now, sources_of
+from shared.repository import Created, Page, from_document, task_key, to_document, encode_changes
+
+
+class FakeJobRepository:
+    def __init__(self) -> None:
+        self.docs: dict[str, dict[str, Any]] = {}
+
+    async def create(self, job: Job) -> Created:
+        doc = to_document(job)
+        for existing in self.docs.values():
+            if existing["idem"] == doc["idem"]:
+                return Created(from_document(existing), False)
+        self.docs[job.job_id] = doc
+        return Created(job, True)
+
+    async def get(self, job_id: str, tenant_id: str | None = None) -> Job | None:
+        doc = self.docs.get(job_id)
+        if doc is None or (tenant_id is not None and doc["tenant_id"] != tenant_id):
+            return None
+        return from_document(doc)
+
+    async def find_by_idempotency_key(self, tenant_id: str, key: str) -> Job | None:
+        for doc in self.docs.values():
+            if doc["idem"] == f"{tenant_id}:{key}":
+                return from_document(doc)
+        return None
+
+    async def transition(
+        self, job_id: str, target: JobState, changes: dict[str, Any] | None = None, *,
+        expected: Iterable[JobState] | None = None,
+    ) -> Job | None:
+        allowed = set(sources_of(target))
+        if expected is not None:
+            allowed &= set(expected)
+        return await self.update(job_id, {**(changes or {}), "state": target}, expected_states=allowed)
+
+    async def update(
+        self, job_id: str, changes: dict[str, Any], *,
+        expected_states: Iterable[JobState] | None = None,
+        expected_version: int | None = None,
+        index_task: tuple[str, str] | None = None,
+    ) -> Job | None:
+        doc = self.docs.get(job_id)
+        if doc is None:
+            return None
+        if expected_states is not None and doc["state"] not in {s.value for s in expected_states}:
+            return None
+        if expected_version is not None and doc["version"] != expected_version:
+            return None
+        for path, value in {**encode_changes(changes), "updated_at": now()}.items():
+            _set_path(doc, path, value)
+        doc["version"] += 1
+        if index_task is not None and task_key(*index_task) not in doc["task_ids"]:
+            doc["task_ids"].append(task_key(*index_task))
+        return from_document(doc)
+
+    async def list(
+        self, tenant_id: str, *, state: JobState | None = None, limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page:
+        docs = sorted(
+            (d for d in self.docs.values() if d["tenant_id"] == tenant_id
+             and (state is None or d["state"] == state.value)),
+            key=lambda d: (d["created_at"], d["_id"]), reverse=True,
+        )
+        start = 0
+        if cursor:
+            ids = [d["_id"] for d in docs]
+            if cursor not in ids:
+                raise ValueError("invalid cursor")
+            start = ids.index(cursor) + 1
+        page = docs[start : start + limit]
+        more = start + limit < len(docs)
+        return Page([from_document(d) for d in page], page[-1]["_id"] if more and page else None)
+
+    async def find_stale(
+        self, states: Iterable[JobState], updated_before: datetime, limit: int = 100
+    ) -> list[Job]:
+        wanted = {s.value for s in states}
+        return [from_document(d) for d in self.docs.values()
+                if d["state"] in wanted and d["updated_at"] < updated_before][:limit]
+
+    async def find_by_task(self, provider: str, task_id: str) -> Job | None:
+        for doc in self.docs.values():
+            if task_key(provider, task_id) in doc["task_ids"]:
+                return from_document(doc)
+        return None
+
+    async def count_in_state(self, states: Iterable[JobState], provider: str | None = None) -> int:
+        wanted = {s.value for s in states}
+        return sum(1 for d in self.docs.values() if d["state"] in wanted
+                   and (provider is None or (d["route"] and d["route"][0]["provider"] == provider)))
+
+
+    async def next_queued(self, provider: str, limit: int, at: datetime) -> list[Job]:
+        docs = [d for d in self.docs.values() if d["state"] == "queued"
+                and d["active_provider"] == provider
+                and (d["not_before"] is None or d["not_before"] <= at)]
+        docs.sort(key=lambda d: (d["queued_at"], d["_id"]))
+        return [from_document(d) for d in docs[:limit]]
+
+    async def count_queued_before(self, provider: str, queued_at: datetime) -> int:
+        return sum(1 for d in self.docs.values() if d["state"] == "queued"
+                   and d["active_provider"] == provider and d["queued_at"] < queued_at)
+
+    async def inflight_slots(self, provider: str) -> int:
+        return sum(d["request"]["candidates"] for d in self.docs.values()
+                   if d["state"] in ("submitting", "running") and d["active_provider"] == provider)
+
+
+def _set_path(doc: dict[str, Any], path: str, value: Any) -> None:
+    *parents, leaf = path.split(".")
+    for part in parents:
+        doc = doc.setdefault(part, {})
+    doc[leaf] = value
+
+
+class FakeBlobStore:
+    def __init__(self, bucket: str = "fake") -> None:
+        self.bucket = bucket
+        self.objects: dict[str, tuple[bytes, str, dict[str, str], datetime]] = {}
+
+    async def ensure_bucket(self) -> None:
+        return None
+
+    async def put_stream(
+        self, key: str, chunks: AsyncIterator[bytes], content_type: str = "application/octet-stream",
+        metadata: dict[str, str] | None = None,
+    ) -> PutResult:
+        data = b"".join([c async for c in chunks])
+        self.objects[key] = (data, content_type, dict(metadata or {}), now())
+        return PutResult(key, len(data), hashlib.sha256(data).hexdigest())
+
+    async def put_bytes(self, key: str, data: bytes, content_type: str) -> PutResult:
+        async def one() -> AsyncIterator[bytes]:
+            yield data
+        return await self.put_stream(key, one(), content_type)
+
+    async def get_stream(self, key: str) -> AsyncIterator[bytes]:
+        if key not in self.objects:
+            raise BlobNotFound(key)
+        yield self.objects[key][0]
+
+    async def stat(self, key: str) -> BlobInfo | None:
+        if key not in self.objects:
+            return None
+        data, ctype, meta, modified = self.objects[key]
+        return BlobInfo(key, len(data), modified, ctype, meta)
+
+    async def delete(self, key: str) -> None:
+        self.objects.pop(key, None)
+
+    async def presigned_get(self, key: str, expires_s: int = 3600) -> str:
+        return f"fake://{self.bucket}/{key}?expires={expires_s}"
+
+    async def list_older_than(self, prefix: str, before: datetime) -> list[BlobInfo]:
+        return [BlobInfo(k, len(v[0]), v[3], v[1], v[2]) for k, v in self.objects.items()
+                if k.startswith(prefix) and v[3] < before]
