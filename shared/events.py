@@ -58,6 +58,7 @@ class TaskSubmitted(Envelope):
     task: TaskRef
     deadline_at: datetime
     expected_render_s: float
+    submitted_at: datetime | None = Field(None, description="When the provider call returned.")
 
 
 class TaskHinted(Envelope):

@@ -46,6 +46,8 @@ class JobState(StrEnum):
 
 TERMINAL_STATES = frozenset({JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED})
 _ACTIVE = frozenset(JobState) - TERMINAL_STATES
+# Job states in which provider tasks may still be running.
+ACTIVE_TASK_STATES = (JobState.SUBMITTING, JobState.RUNNING, JobState.STORING, JobState.SCORING)
 
 TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     JobState.ACCEPTED: frozenset({JobState.QUEUED, JobState.SUBMITTING}),

@@ -75,7 +75,8 @@ class DlqRecord:
 
 async def publish(broker: KafkaBroker, topic: Topic | str, event: Envelope) -> None:
     """Publish one event keyed by its job id and wait for the broker's acknowledgement."""
-    headers = {"ce_type": str(getattr(event, "type", "")), "ce_id": event.id}
+    headers = {"ce_type": str(getattr(event, "type", "")), "ce_id": event.id,
+               "content-type": "application/json"}
     if event.traceparent:
         headers["traceparent"] = event.traceparent
     await broker.publish(
@@ -83,7 +84,6 @@ async def publish(broker: KafkaBroker, topic: Topic | str, event: Envelope) -> N
         str(topic),
         key=event.subject.encode(),
         headers=headers,
-        content_type="application/json",
     )
 
 
@@ -120,7 +120,7 @@ def consume(  # noqa: PLR0913 - every knob here is one a reader must see at the 
     broker: KafkaBroker,
     topic: Topic,
     *,
-    group_id: str,
+    group_id: str | None,
     ack_policy: AckPolicy,
     decode: Callable[[bytes], M],
     handle: Callable[[M], Awaitable[None]],
@@ -130,7 +130,10 @@ def consume(  # noqa: PLR0913 - every knob here is one a reader must see at the 
     auto_offset_reset: str = "earliest",
     **subscriber_options: Any,
 ) -> None:
-    """Register `handle` on `topic` for consumer group `group_id` with the policy above."""
+    """Register `handle` on `topic` for consumer group `group_id` with the policy above.
+
+    `group_id=None` is for broadcast consumers (every replica sees every message, nothing is
+    committed); callers must say why that is right where they use it."""
     policy = retry or RetryPolicy()
     failures: dict[tuple[int, int], int] = {}
 

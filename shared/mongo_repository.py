@@ -17,7 +17,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from shared.errors import DependencyUnavailable
-from shared.jobs import Job, JobState, now, sources_of
+from shared.jobs import ACTIVE_TASK_STATES, Job, JobState, now, sources_of
 from shared.repository import Created, Page, encode_changes, from_document, task_key, to_document
 
 
@@ -159,6 +159,10 @@ class MongoJobRepository:
             {"state": JobState.QUEUED.value, "active_provider": provider,
              "queued_at": {"$lt": queued_at}}
         )
+
+    async def with_active_tasks(self, provider: str, limit: int = 100_000) -> list[Job]:
+        query = {"state": {"$in": [s.value for s in ACTIVE_TASK_STATES]}, "active_provider": provider}
+        return [from_document(d) async for d in self._jobs.find(query).limit(limit)]
 
     async def inflight_slots(self, provider: str) -> int:
         query = {

@@ -94,6 +94,10 @@ class JobRepository(Protocol):
         """How many QUEUED jobs for `provider` joined the queue before `queued_at`."""
         ...
 
+    async def with_active_tasks(self, provider: str, limit: int = 100_000) -> list[Job]:
+        """Active jobs whose current route entry is on `provider` (pollers resume these)."""
+        ...
+
     async def inflight_slots(self, provider: str) -> int:
         """Provider slots in use: candidates of jobs in SUBMITTING or RUNNING on `provider`."""
         ...

@@ -85,31 +85,48 @@ class TenantSettings(BaseSettings):
     )
 
 
+class CallbackSettings(BaseSettings):
+    """Where providers send callbacks (served by intake's /hooks) and the URL's secret part."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="", extra="ignore", frozen=True, populate_by_name=True
+    )
+
+    callback_base_url: str = Field(
+        validation_alias=AliasChoices("CALLBACK_BASE_URL", "callback_base_url"),
+        default="http://127.0.0.1:8080",
+        description="Public origin of the intake service, as providers must reach it.",
+    )
+    callback_token: str = Field(
+        validation_alias=AliasChoices("CALLBACK_TOKEN", "callback_token"),
+        default="dev-callback-token",
+        description="Secret path segment of callback URLs (Kling signs nothing).",
+    )
+
+    def callback_url(self, provider: str) -> str:
+        return f"{self.callback_base_url.rstrip('/')}/hooks/{provider}/{self.callback_token}"
+
+
 class ServiceSettings(InfraSettings):
     """The settings every service process has; services subclass this with their own prefix."""
 
     service_name: str = Field(
-        validation_alias=AliasChoices("SERVICE_NAME", "service_name"),
-        default="reelforge",
+        "reelforge",
         description="Name used in logs, metrics and events.",
     )
     instance_id: str = Field(
-        validation_alias=AliasChoices("INSTANCE_ID", "instance_id"),
-        default="",
+        "",
         description="Replica id; defaults to host-pid when empty.",
     )
     metrics_host: str = Field(
-        validation_alias=AliasChoices("METRICS_HOST", "metrics_host"),
-        default="127.0.0.1",
+        "127.0.0.1",
         description="Address of the /metrics and /health server.",
     )
     metrics_port: int = Field(
-        validation_alias=AliasChoices("METRICS_PORT", "metrics_port"),
-        default=0,
+        0,
         description="Port of the /metrics and /health server (0 = none).",
     )
     log_level: str = Field(
-        validation_alias=AliasChoices("LOG_LEVEL", "log_level"),
-        default="INFO",
+        "INFO",
         description="Python log level.",
     )

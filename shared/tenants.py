@@ -34,6 +34,9 @@ class TenantDirectory:
                 found = tenant
         return found
 
+    def known(self, tenant_id: str) -> bool:
+        return tenant_id in self._by_digest.values()
+
     def __len__(self) -> int:
         return len(self._by_digest)
 

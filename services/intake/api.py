@@ -1,0 +1,151 @@
+"""The HTTP API: thin routes over `handlers` (tenant from the API key on every call)."""
+
+# No `from __future__ import annotations` here: FastAPI must see the local `Tenant` type.
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
+from fastapi.responses import JSONResponse, RedirectResponse, StreamingResponse
+
+from services.intake import handlers, logic
+from services.intake.handlers import IdempotencyConflict, IntakeDeps
+from services.intake.live import LiveUpdates
+from shared.jobs import Job, JobRequest, JobState
+from shared.providers.catalog import MODELS
+from shared.routing import NoRoute
+from shared.tenants import webhook_secret_for
+
+
+def build_router(deps: IntakeDeps, live: LiveUpdates) -> APIRouter:  # noqa: C901 - a route table
+    router = APIRouter()
+
+    def tenant(authorization: Annotated[str | None, Header()] = None) -> str:
+        scheme, _, key = (authorization or "").partition(" ")
+        found = deps.tenants.tenant_for(key) if scheme.lower() == "bearer" else None
+        if found is None:
+            raise HTTPException(401, "missing or unknown API key (send 'Authorization: Bearer <key>')")
+        return found
+
+    Tenant = Annotated[str, Depends(tenant)]
+
+    async def owned_job(job_id: str, tenant_id: str) -> Job:
+        job = await deps.repo.get(job_id, tenant_id=tenant_id)
+        if job is None:  # another tenant's job is indistinguishable from a missing one
+            raise HTTPException(404, f"job {job_id} not found")
+        return job
+
+    @router.post("/v1/jobs", status_code=202)
+    async def create_job(
+        request: JobRequest, tenant_id: Tenant, response: Response,
+        idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+        traceparent: Annotated[str | None, Header()] = None,
+    ) -> dict[str, Any]:
+        try:
+            submitted = await handlers.submit_job(
+                deps, tenant_id, request, idempotency_key=idempotency_key, source="http",
+                traceparent=traceparent)
+        except NoRoute as exc:
+            deps.metrics.jobs_rejected.labels("no_route").inc()
+            raise HTTPException(422, {"message": str(exc), "refused": exc.reasons}) from exc
+        except IdempotencyConflict as exc:
+            deps.metrics.jobs_rejected.labels("idempotency_conflict").inc()
+            raise HTTPException(409, str(exc)) from exc
+        if not submitted.created:
+            response.status_code = 200
+            response.headers["Idempotent-Replayed"] = "true"
+        return logic.job_view(submitted.job)
+
+    @router.post("/v1/quote")
+    async def quote(request: JobRequest, tenant_id: Tenant) -> dict[str, Any]:
+        try:
+            plan = handlers.route(deps, request)
+        except NoRoute as exc:
+            raise HTTPException(422, {"message": str(exc), "refused": exc.reasons}) from exc
+        return {"provider": plan.quote.provider, "model": plan.quote.model,
+                "total_usd": plan.quote.total_usd, "per_candidate_usd": plan.quote.per_candidate_usd,
+                "route": [f"{m.provider}/{m.model}" for m in plan.route], "refused": plan.refused}
+
+    @router.get("/v1/models")
+    async def models() -> list[dict[str, Any]]:
+        return [m.model_dump(mode="json") for m in MODELS]
+
+    @router.get("/v1/jobs")
+    async def list_jobs(
+        tenant_id: Tenant, state: JobState | None = None,
+        limit: Annotated[int, Query(ge=1, le=100)] = 20, cursor: str | None = None,
+    ) -> dict[str, Any]:
+        try:
+            page = await deps.repo.list(tenant_id, state=state, limit=limit, cursor=cursor)
+        except ValueError as exc:
+            raise HTTPException(400, str(exc)) from exc
+        return {"jobs": [logic.job_view(j) for j in page.jobs], "next_cursor": page.next_cursor}
+
+    @router.get("/v1/jobs/{job_id}")
+    async def get_job(job_id: str, tenant_id: Tenant) -> dict[str, Any]:
+        job = await owned_job(job_id, tenant_id)
+        return logic.job_view(job, await handlers.queue_position(deps, job))
+
+    @router.post("/v1/jobs/{job_id}/cancel")
+    async def cancel(job_id: str, tenant_id: Tenant) -> dict[str, Any]:
+        job = await owned_job(job_id, tenant_id)
+        cancelled = await handlers.cancel_job(deps, job)
+        if cancelled is None:
+            current = await owned_job(job_id, tenant_id)
+            raise HTTPException(409, f"job {job_id} already ended ({current.state.value})")
+        return logic.job_view(cancelled)
+
+    @router.get("/v1/jobs/{job_id}/video")
+    async def video(job_id: str, tenant_id: Tenant, thumbnail: bool = False) -> Response:
+        job = await owned_job(job_id, tenant_id)
+        if job.result is None:
+            raise HTTPException(409, f"job {job_id} has no video yet ({job.state.value})")
+        key = job.result.thumbnail_key if thumbnail else job.result.object_key
+        if key is None:
+            raise HTTPException(404, "this video has no thumbnail")
+        url = await deps.blobs.presigned_get(key, deps.settings.presign_seconds)
+        return RedirectResponse(url, status_code=307)
+
+    @router.get("/v1/jobs/{job_id}/events")
+    async def events(job_id: str, tenant_id: Tenant) -> StreamingResponse:
+        job = await owned_job(job_id, tenant_id)
+        return StreamingResponse(_stream(job), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-store"})
+
+    async def _stream(job: Job) -> AsyncIterator[str]:
+        deadline = time.monotonic() + deps.settings.sse_max_seconds
+        last: dict[str, Any] | None = None
+        with live.subscribe(job.job_id) as updates:
+            while time.monotonic() < deadline:
+                snapshot = logic.progress_snapshot(job, await handlers.queue_position(deps, job))
+                if snapshot != last:
+                    yield logic.sse_frame("progress", snapshot)
+                    last = snapshot
+                if job.state.terminal:
+                    yield logic.sse_frame("end", logic.job_view(job))
+                    return
+                try:
+                    await asyncio.wait_for(updates.get(), deps.settings.sse_refresh_seconds)
+                except TimeoutError:
+                    yield ": keep-alive\n\n"
+                job = await deps.repo.get(job.job_id) or job  # the record is the truth
+
+    @router.get("/v1/webhook-secret")
+    async def webhook_secret(tenant_id: Tenant) -> dict[str, str]:
+        secret = webhook_secret_for(tenant_id, deps.settings.webhook_master_secret.get_secret_value())
+        return {"scheme": "standard-webhooks", "secret": secret}
+
+    @router.post("/hooks/{provider}/{token}")
+    @router.post("/hooks/{provider}")
+    async def provider_webhook(provider: str, request: Request, token: str | None = None) -> JSONResponse:
+        unsigned = provider == "kling"  # Kling signs nothing: the secret is in the URL
+        if unsigned and token != deps.settings.callback_token:
+            raise HTTPException(404, "not found")
+        outcome = await handlers.ingest_webhook(deps, provider, dict(request.headers), await request.body())
+        deps.metrics.webhook_hints.labels(provider, outcome).inc()
+        if outcome == "invalid":
+            raise HTTPException(400, "webhook signature or body invalid")
+        return JSONResponse({"outcome": outcome})
+
+    return router

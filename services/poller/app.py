@@ -1,0 +1,75 @@
+"""Composition root of a poller process (one per provider, same code)."""
+
+from __future__ import annotations
+
+import httpx
+from aiokafka import ConsumerRebalanceListener, TopicPartition
+from faststream import AckPolicy
+from prometheus_client import CollectorRegistry
+
+from services.poller import handlers
+from services.poller.handlers import PollerDeps
+from services.poller.logic import ScheduleConfig
+from services.poller.settings import PollerSettings
+from services.poller.tracker import Tracker
+from shared.events import PROVIDER_TASK_EVENT, TaskHinted, TaskSubmitted
+from shared.messaging import consume
+from shared.metrics import ServiceMetrics
+from shared.mongo_repository import MongoJobRepository
+from shared.providers.registry import build_provider
+from shared.providers.settings import ProviderSettings
+from shared.runtime import ServiceProcess, build_broker, connect_mongo, kafka_check, mongo_check
+from shared.topics import provider_topic
+
+
+class OwnTasksOnRebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Partition ownership is task ownership: resume on assignment, hand over on revocation."""
+
+    def __init__(self, deps: PollerDeps) -> None:
+        self.deps = deps
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        handlers.on_revoked(self.deps, {tp.partition for tp in revoked})
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        await handlers.on_assigned(self.deps, {tp.partition for tp in assigned})
+
+
+async def create_app(settings: PollerSettings) -> ServiceProcess:
+    registry = CollectorRegistry()
+    metrics = ServiceMetrics(registry, f"poller-{settings.provider}")
+    broker = build_broker(settings, registry)
+    mongo = await connect_mongo(settings)
+    repo = MongoJobRepository.from_client(mongo, settings.mongodb_database)
+    http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=5.0),
+                             limits=httpx.Limits(max_connections=settings.max_concurrent_polls))
+    cfg = ScheduleConfig(min_interval_s=settings.min_interval_s, max_interval_s=settings.max_interval_s)
+    deps = PollerDeps(settings=settings, repo=repo, broker=broker, metrics=metrics, cfg=cfg,
+                      provider=build_provider(settings.provider, ProviderSettings(), http))
+
+    async def poll(task):  # type: ignore[no-untyped-def]
+        return await handlers.poll(deps, task)
+
+    deps.tracker = Tracker(cfg, settings.max_concurrent_polls, poll)
+
+    async def on_event(event: TaskSubmitted | TaskHinted) -> None:
+        await handlers.on_task_event(deps, event)
+
+    # Tracking a task is the handler's whole effect: the task's truth is already in the job
+    # record, so committing right after is safe; a lost replica's tasks come back from the
+    # records on the next assignment (OwnTasksOnRebalance).
+    consume(broker, provider_topic(settings.provider), group_id=f"poller-{settings.provider}",
+            ack_policy=AckPolicy.NACK_ON_ERROR, decode=PROVIDER_TASK_EVENT.validate_json,
+            handle=on_event, on_dead_letter=metrics.dead_letter, listener=OwnTasksOnRebalance(deps))
+    process = ServiceProcess(settings, registry, broker=broker,
+                             checks={"kafka": kafka_check(broker), "mongodb": mongo_check(mongo)})
+    process.loops.append(deps.tracker.run)
+
+    async def close() -> None:
+        if deps.tracker is not None:
+            await deps.tracker.stop()
+        await http.aclose()
+        await mongo.close()
+
+    process.on_stop.append(close)
+    return process

@@ -1,0 +1,46 @@
+"""Composition root of the reconciler (watchdog): no consumer, one periodic sweep. Several
+replicas are safe: every change is a conditional update and every event an idempotent replay."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from prometheus_client import CollectorRegistry
+
+from services.reconciler.handlers import ReconcilerDeps, sweep
+from services.reconciler.settings import ReconcilerSettings
+from shared.metrics import ServiceMetrics
+from shared.mongo_repository import MongoJobRepository
+from shared.runtime import ServiceProcess, build_broker, connect_mongo, kafka_check, mongo_check
+
+log = logging.getLogger(__name__)
+
+
+async def create_app(settings: ReconcilerSettings) -> ServiceProcess:
+    registry = CollectorRegistry()
+    metrics = ServiceMetrics(registry, settings.service_name)
+    broker = build_broker(settings, registry)
+    mongo = await connect_mongo(settings)
+    repo = MongoJobRepository.from_client(mongo, settings.mongodb_database)
+    deps = ReconcilerDeps(settings=settings, repo=repo, broker=broker, metrics=metrics)
+    process = ServiceProcess(settings, registry, broker=broker,
+                             checks={"kafka": kafka_check(broker), "mongodb": mongo_check(mongo)})
+
+    async def sweeping() -> None:
+        while True:
+            try:
+                counts = await sweep(deps)
+                if any(k != "nothing" for k in counts):
+                    log.info("sweep: %s", counts)
+            except Exception:  # the next sweep retries; a watchdog must not die of one error
+                log.exception("sweep failed")
+            await asyncio.sleep(settings.interval_s)
+
+    process.loops.append(sweeping)
+
+    async def close() -> None:
+        await mongo.close()
+
+    process.on_stop.append(close)
+    return process

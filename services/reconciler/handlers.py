@@ -1,0 +1,89 @@
+"""One sweep over jobs that stopped moving: re-drive them, or fail them past their deadline."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from faststream.kafka import KafkaBroker
+
+from services.reconciler.logic import Action, verdict
+from services.reconciler.settings import ReconcilerSettings
+from shared.events import JobAccepted, JobFailed, TaskSubmitted, TaskSucceeded
+from shared.jobs import Job, JobState, now
+from shared.messaging import publish
+from shared.metrics import ServiceMetrics
+from shared.providers.base import Failure
+from shared.providers.catalog import find_model
+from shared.providers.errors import FailureClass
+from shared.repository import JobRepository
+from shared.topics import Topic, provider_topic
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ReconcilerDeps:
+    settings: ReconcilerSettings
+    repo: JobRepository
+    broker: KafkaBroker
+    metrics: ServiceMetrics
+    clock: Callable[[], datetime] = field(default=now)
+
+
+async def sweep(deps: ReconcilerDeps) -> dict[str, int]:
+    s, at = deps.settings, deps.clock()
+    counts: dict[str, int] = {}
+    for states, grace in (
+        ([JobState.ACCEPTED], s.accepted_grace_s),
+        ([JobState.SUBMITTING], s.submitting_grace_s),
+        ([JobState.RUNNING], s.tracking_grace_s),
+        ([JobState.STORING, JobState.QUEUED, JobState.SCORING], s.storing_grace_s),
+    ):
+        for job in await deps.repo.find_stale(states, at - timedelta(seconds=grace), s.batch):
+            action = await reconcile(deps, job, at)
+            counts[action] = counts.get(action, 0) + 1
+    for state in JobState:
+        deps.metrics.jobs_in_state.labels(state.value).set(await deps.repo.count_in_state([state]))
+    return counts
+
+
+async def reconcile(deps: ReconcilerDeps, job: Job, at: datetime) -> str:
+    v = verdict(job, at)
+    if v.action is not Action.NOTHING:
+        log.info("job %s: %s (%s)", job.job_id, v.action, v.reason)
+    if v.action is Action.FAIL_DEADLINE:
+        failure = Failure(failure_class=FailureClass.TIMEOUT, message=v.reason)
+        failed = await deps.repo.transition(job.job_id, JobState.FAILED, {"failure": failure},
+                                            expected=[job.state])
+        if failed is not None:
+            await publish(deps.broker, Topic.JOBS_FINISHED, JobFailed(
+                subject=job.job_id, tenant_id=job.tenant_id, source="reconciler", failure=failure,
+                cost_usd=job.spent_usd, traceparent=job.trace_parent, metadata=job.request.metadata))
+    elif v.action is Action.ANNOUNCE:
+        await publish(deps.broker, Topic.JOBS_ACCEPTED, JobAccepted(
+            subject=job.job_id, tenant_id=job.tenant_id, source="reconciler", traceparent=job.trace_parent))
+    elif v.action is Action.REQUEUE:
+        await deps.repo.transition(job.job_id, JobState.QUEUED, {"queued_at": at},
+                                   expected=[JobState.SUBMITTING])
+    elif v.action is Action.RETRACK:
+        for attempt in v.attempts:
+            assert attempt.task is not None
+            spec = find_model(attempt.provider, attempt.model)
+            await publish(deps.broker, provider_topic(attempt.provider), TaskSubmitted(
+                subject=job.job_id, tenant_id=job.tenant_id, source="reconciler",
+                traceparent=job.trace_parent, attempt_id=attempt.attempt_id, task=attempt.task,
+                deadline_at=job.deadline_at or at, expected_render_s=spec.typical_render_s if spec else 60.0,
+                submitted_at=attempt.submitted_at or attempt.created_at))
+        await deps.repo.update(job.job_id, {}, expected_states=[JobState.RUNNING])  # touch
+    elif v.action is Action.RESEND_RESULT:
+        for attempt in v.attempts:
+            assert attempt.task is not None
+            await publish(deps.broker, Topic.TASKS_SUCCEEDED, TaskSucceeded(
+                subject=job.job_id, tenant_id=job.tenant_id, source="reconciler",
+                traceparent=job.trace_parent, attempt_id=attempt.attempt_id, task=attempt.task,
+                outputs=attempt.outputs, provider_finished_at=attempt.finished_at))
+        await deps.repo.update(job.job_id, {}, expected_states=[job.state])  # touch
+    return v.action.value

@@ -1,0 +1,44 @@
+"""What the reconciler does with a job that has not moved for a while (pure)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from shared.jobs import Attempt, AttemptState, Job, JobState
+
+
+class Action(StrEnum):
+    FAIL_DEADLINE = "fail_deadline"
+    ANNOUNCE = "announce"  # re-publish JobAccepted
+    REQUEUE = "requeue"  # SUBMITTING -> QUEUED, the admission loop re-claims it
+    RETRACK = "retrack"  # re-publish TaskSubmitted for attempts in flight
+    RESEND_RESULT = "resend_result"  # re-publish TaskSucceeded for unstored results
+    NOTHING = "nothing"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    action: Action
+    reason: str
+    attempts: tuple[Attempt, ...] = ()
+
+
+def verdict(job: Job, at: datetime) -> Verdict:
+    if job.state.terminal:
+        return Verdict(Action.NOTHING, "terminal")
+    if job.deadline_at is not None and at > job.deadline_at:
+        return Verdict(Action.FAIL_DEADLINE, f"deadline passed while {job.state.value} "
+                       f"(deadline {job.deadline_at.isoformat()})")
+    if job.state is JobState.ACCEPTED:
+        return Verdict(Action.ANNOUNCE, "accepted but never queued")
+    if job.state is JobState.SUBMITTING:
+        return Verdict(Action.REQUEUE, "stuck while submitting")
+    unstored = tuple(a for a in job.attempts.values() if a.state is AttemptState.SUCCEEDED)
+    if unstored and job.state in (JobState.RUNNING, JobState.STORING):
+        return Verdict(Action.RESEND_RESULT, "provider result not stored yet", unstored)
+    in_flight = tuple(a for a in job.attempts.values() if a.active and a.task is not None)
+    if in_flight and job.state is JobState.RUNNING:
+        return Verdict(Action.RETRACK, "tasks in flight without recent updates", in_flight)
+    return Verdict(Action.NOTHING, "nothing to do")
