@@ -151,6 +151,7 @@ async def run(stack: Stack) -> int:
                 break
             await asyncio.sleep(0.2)
         server.shutdown()
+        server.server_close()
         hooks = Receiver.received
         print(f"\nwebhook to the HTTP job's callback_url: {len(hooks)} received, "
               f"signature verified: {all(h.get('verified') for h in hooks) and bool(hooks)}")

@@ -65,10 +65,10 @@ class Stack:
     def start(self, name: str) -> None:
         spec = self.specs[name]
         env = {**os.environ, **self.extra_env, **spec.env, "PYTHONUNBUFFERED": "1"}
-        log = open(self.run_dir / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
-        self.procs[name] = subprocess.Popen(
-            [sys.executable, "-m", spec.module], cwd=ROOT, env=env, stdout=log,
-            stderr=subprocess.STDOUT, start_new_session=True)
+        with open(self.run_dir / f"{name}.log", "ab") as log:  # the child keeps its own copy
+            self.procs[name] = subprocess.Popen(
+                [sys.executable, "-m", spec.module], cwd=ROOT, env=env, stdout=log,
+                stderr=subprocess.STDOUT, start_new_session=True)
         (self.run_dir / f"{name}.pid").write_text(str(self.procs[name].pid))
 
     def start_all(self, timeout_s: float = 60.0) -> None:

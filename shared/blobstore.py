@@ -30,7 +30,7 @@ from minio.error import S3Error
 from shared.errors import ConfigurationError, DependencyUnavailable
 from shared.settings import InfraSettings
 
-PART_SIZE = 8 * 1024 * 1024
+PART_SIZE = 5 * 1024 * 1024  # S3's minimum part size: the least memory per part
 _QUEUE_CHUNKS = 4
 
 
@@ -165,6 +165,7 @@ class MinioBlobStore:
             self._call(
                 self._client.put_object, self.bucket, key, reader, -1,
                 content_type=content_type, metadata=metadata or {}, part_size=PART_SIZE,
+                num_parallel_uploads=1,  # one part in memory at a time
             )
         )
         try:

@@ -52,7 +52,8 @@ ACTIVE_TASK_STATES = (JobState.SUBMITTING, JobState.RUNNING, JobState.STORING, J
 TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     JobState.ACCEPTED: frozenset({JobState.QUEUED, JobState.SUBMITTING}),
     JobState.QUEUED: frozenset({JobState.SUBMITTING}),
-    JobState.SUBMITTING: frozenset({JobState.RUNNING, JobState.QUEUED}),
+    # A fast provider's result can reach storage before the dispatcher marks the job running.
+    JobState.SUBMITTING: frozenset({JobState.RUNNING, JobState.QUEUED, JobState.STORING}),
     JobState.RUNNING: frozenset({JobState.STORING, JobState.QUEUED, JobState.SUBMITTING}),
     JobState.STORING: frozenset(
         {JobState.COMPLETED, JobState.SCORING, JobState.RUNNING, JobState.QUEUED}
@@ -223,6 +224,7 @@ class Job(BaseModel):
     result: StoredVideo | None = None
     picked_attempt: str | None = None
     failure: Failure | None = None
+    result_deleted_at: datetime | None = Field(None, description="Retention removed the video.")
     source: str = "http"
     trace_parent: str | None = None
     created_at: datetime = Field(default_factory=lambda: now())

@@ -21,6 +21,7 @@ next event are durable (publishing awaits the broker's acknowledgement).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from collections.abc import Awaitable, Callable
@@ -33,6 +34,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from shared.events import Envelope
 from shared.jobs import now
+from shared.logs import log_context, trace_id_of
 from shared.topics import TOPICS, Topic
 
 log = logging.getLogger(__name__)
@@ -152,7 +154,8 @@ def consume(  # noqa: PLR0913 - every knob here is one a reader must see at the 
         assert not isinstance(raw, tuple)
         where = (raw.partition, raw.offset)
         try:
-            await _with_retries(policy, handle, event)
+            with _context_of(event):
+                await _with_retries(policy, handle, event)
         except PermanentError as exc:
             await reject(str(exc), "PermanentError")
         except Exception as exc:
@@ -186,6 +189,14 @@ async def _with_retries(policy: RetryPolicy, handle: Callable[[M], Awaitable[Non
             delay = policy.delay(attempt)
             log.info("transient failure (%s), retry %d in %.2fs", _short(exc), attempt + 1, delay)
             await policy.sleep(delay)
+
+
+def _context_of(event: Any) -> Any:
+    """Every log line written while handling an event names its job, tenant and trace."""
+    if isinstance(event, Envelope):
+        return log_context(job_id=event.subject, tenant_id=event.tenant_id,
+                           trace_id=trace_id_of(event.traceparent))
+    return contextlib.nullcontext()
 
 
 def _short(exc: BaseException) -> str:

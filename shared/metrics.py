@@ -82,6 +82,11 @@ class ServiceMetrics:
         self.inflight_tasks = gauge(
             "reelforge_inflight_tasks", "Provider tasks tracked by this poller replica.", ("provider",)
         )
+        self.owned_partitions = gauge(
+            "reelforge_poller_owned_partitions",
+            "Partitions of its provider topic this poller replica owns (and whose tasks it tracks).",
+            ("provider",),
+        )
         self.detection_delay = histogram(
             "reelforge_completion_detection_seconds",
             "Delay between a provider finishing a task and the poller noticing, by how it noticed.",

@@ -114,6 +114,11 @@ class FakeJobRepository:
         return sum(1 for d in self.docs.values() if d["state"] == "queued"
                    and d["active_provider"] == provider and d["queued_at"] < queued_at)
 
+    async def with_active_tasks(self, provider: str, limit: int = 100_000) -> list[Job]:
+        states = {"submitting", "running", "storing", "scoring"}
+        return [from_document(d) for d in self.docs.values()
+                if d["state"] in states and d["active_provider"] == provider][:limit]
+
     async def inflight_slots(self, provider: str) -> int:
         return sum(d["request"]["candidates"] for d in self.docs.values()
                    if d["state"] in ("submitting", "running") and d["active_provider"] == provider)

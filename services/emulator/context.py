@@ -220,7 +220,7 @@ def plan_create(
     ctx: EmulatorContext, provider: str, owner: str, prompt: str, errors: ErrorFn
 ) -> Response | tuple[CreationPlan, Triggers]:
     """Forced create faults, the per-key create rate limit, then the task's fate."""
-    triggers = Triggers.parse(prompt)
+    triggers = Triggers.parse(prompt, provider)
     forced = ctx.faults.forced_create_fault(triggers)
     if forced is not None:
         return fault_response(ctx, forced, errors)

@@ -12,6 +12,7 @@ sequence give the same faults. Prompt triggers force an outcome for one task:
   [fail:malformed]          status calls answer an invalid JSON body
   [render:2.5] [queue:1]    this task's render / queue seconds
   [face] [noface]           force the composited face on or off
+  [fail:internal@runway]    any trigger scoped to one provider (`@name`): others ignore it
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ from enum import StrEnum
 from services.emulator.settings import Tunables
 from services.emulator.tasks import Outcome
 
-_TRIGGER = re.compile(r"\[(fail|render|queue|face|noface)(?::([a-z0-9_.]+))?\]", re.IGNORECASE)
+_TRIGGER = re.compile(
+    r"\[(fail|render|queue|face|noface)(?::([a-z0-9_.]+))?(?:@([a-z]+))?\]", re.IGNORECASE
+)
 _PERSON = re.compile(
     r"\b(person|people|man|woman|men|women|face|portrait|girl|boy|astronaut|human)\b", re.I
 )
@@ -53,11 +56,13 @@ class Triggers:
     face: bool | None = None
 
     @classmethod
-    def parse(cls, prompt: str) -> Triggers:
+    def parse(cls, prompt: str, provider: str | None = None) -> Triggers:
         failures: set[str] = set()
         values: dict[str, float] = {}
         face: bool | None = None
-        for name, arg in _TRIGGER.findall(prompt):
+        for name, arg, scope in _TRIGGER.findall(prompt):
+            if scope and provider is not None and scope.lower() != provider:
+                continue
             name = name.lower()
             if name == "fail":
                 failures.add(arg.lower())

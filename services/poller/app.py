@@ -27,12 +27,19 @@ class OwnTasksOnRebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
     def __init__(self, deps: PollerDeps) -> None:
         self.deps = deps
+        self.owned: set[int] = set()
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        handlers.on_revoked(self.deps, {tp.partition for tp in revoked})
+        partitions = {tp.partition for tp in revoked}
+        self.owned -= partitions
+        self.deps.metrics.owned_partitions.labels(self.deps.name).set(len(self.owned))
+        handlers.on_revoked(self.deps, partitions)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        await handlers.on_assigned(self.deps, {tp.partition for tp in assigned})
+        partitions = {tp.partition for tp in assigned}
+        self.owned |= partitions
+        self.deps.metrics.owned_partitions.labels(self.deps.name).set(len(self.owned))
+        await handlers.on_assigned(self.deps, partitions)
 
 
 async def create_app(settings: PollerSettings) -> ServiceProcess:

@@ -170,7 +170,8 @@ async def _record_progress(deps: PollerDeps, task: Tracked, status: TaskStatus) 
         changes[f"attempts.{task.attempt_id}.state"] = AttemptState.RUNNING
     if status.progress is not None:
         changes["progress"] = round(status.progress, 3)
-    job = await deps.repo.update(task.job_id, changes, expected_states=[JobState.SUBMITTING, JobState.RUNNING])
+    # Other candidates of the same job may already be storing or scoring: still active.
+    job = await deps.repo.update(task.job_id, changes, expected_states=ACTIVE_TASK_STATES)
     if job is None:
         await _job_ended(deps, task)
         return False

@@ -9,6 +9,7 @@ import logging
 from prometheus_client import CollectorRegistry
 
 from services.reconciler.handlers import ReconcilerDeps, sweep
+from services.reconciler.lag import LagMonitor, lag_loop
 from services.reconciler.settings import ReconcilerSettings
 from shared.metrics import ServiceMetrics
 from shared.mongo_repository import MongoJobRepository
@@ -38,6 +39,11 @@ async def create_app(settings: ReconcilerSettings) -> ServiceProcess:
             await asyncio.sleep(settings.interval_s)
 
     process.loops.append(sweeping)
+
+    async def consumer_lag() -> None:
+        await lag_loop(LagMonitor(settings.kafka_bootstrap_servers, metrics), settings.interval_s)
+
+    process.loops.append(consumer_lag)
 
     async def close() -> None:
         await mongo.close()

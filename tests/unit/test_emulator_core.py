@@ -131,3 +131,12 @@ def test_truncated_download_promises_more_bytes_than_it_sends(client: TestClient
         declared = int(resp.headers["content-length"])
         body = b"".join(resp.iter_raw())
     assert len(body) < declared
+
+
+def test_a_trigger_scoped_to_a_provider_applies_only_there() -> None:
+    from services.emulator.faults import Triggers
+
+    prompt = "a cat [fail:internal@runway] [render:1.5]"
+    assert Triggers.parse(prompt, "runway").failures == {"internal"}
+    assert Triggers.parse(prompt, "kling").failures == frozenset()
+    assert Triggers.parse(prompt, "kling").render_seconds == 1.5

@@ -1,0 +1,1 @@
+"""Deployment support: compose files, Prometheus config and the local server launcher."""

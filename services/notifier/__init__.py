@@ -1,0 +1,1 @@
+"""Notifier: job outcomes to live streams and to tenants' signed webhooks, with retries."""

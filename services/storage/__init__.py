@@ -1,0 +1,1 @@
+"""Storage: re-hosts provider results into the object store, probes them, completes jobs."""
