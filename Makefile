@@ -62,14 +62,14 @@ test-unit: setup
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
 
 lint: setup
-	$(BIN)/ruff check shared services deploy tests bench
-	$(BIN)/ruff format --check shared services deploy tests bench
+	$(BIN)/ruff check shared services deploy tests
+	$(BIN)/ruff format --check shared services deploy tests
 
 typecheck: setup
 	$(BIN)/mypy shared services deploy
 
 bench: setup
-	$(INFRA) run -- $(BIN)/python -m bench
+	$(INFRA) run -- $(BIN)/python -m tests.bench
 
 schemas: setup
 	$(BIN)/python -m deploy.schemas

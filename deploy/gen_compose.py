@@ -4,7 +4,6 @@ two never drift (a test checks the committed file is current: `python -m deploy.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -20,16 +19,24 @@ INFRA_ENV = {
 }
 EMULATOR = "http://emulator:8090"
 PROVIDERS_ENV = {
-    "OPENAI_BASE_URL": f"{EMULATOR}/openai/v1", "GEMINI_BASE_URL": f"{EMULATOR}/gemini",
-    "VERTEX_BASE_URL": f"{EMULATOR}/vertex", "VERTEX_GCS_BASE_URL": f"{EMULATOR}/vertex/gcs",
-    "RUNWAY_BASE_URL": f"{EMULATOR}/runway", "KLING_BASE_URL": f"{EMULATOR}/kling",
+    "OPENAI_BASE_URL": f"{EMULATOR}/openai/v1",
+    "GEMINI_BASE_URL": f"{EMULATOR}/gemini",
+    "VERTEX_BASE_URL": f"{EMULATOR}/vertex",
+    "VERTEX_GCS_BASE_URL": f"{EMULATOR}/vertex/gcs",
+    "RUNWAY_BASE_URL": f"{EMULATOR}/runway",
+    "KLING_BASE_URL": f"{EMULATOR}/kling",
     "CALLBACK_BASE_URL": "http://intake:8080",
 }
 
 
 def _health(port: int, path: str = "/health") -> dict[str, Any]:
     probe = f"import urllib.request as u; u.urlopen('http://127.0.0.1:{port}{path}', timeout=3)"
-    return {"test": ["CMD", "python", "-c", probe], "interval": "10s", "timeout": "5s", "retries": 5}
+    return {
+        "test": ["CMD", "python", "-c", probe],
+        "interval": "10s",
+        "timeout": "5s",
+        "retries": 5,
+    }
 
 
 def _infra() -> dict[str, Any]:
@@ -37,7 +44,8 @@ def _infra() -> dict[str, Any]:
         "kafka": {
             "image": "apache/kafka:3.9.1",
             "environment": {
-                "KAFKA_NODE_ID": "1", "KAFKA_PROCESS_ROLES": "broker,controller",
+                "KAFKA_NODE_ID": "1",
+                "KAFKA_PROCESS_ROLES": "broker,controller",
                 "KAFKA_LISTENERS": "PLAINTEXT://:9092,CONTROLLER://:9093",
                 "KAFKA_ADVERTISED_LISTENERS": "PLAINTEXT://kafka:9092",
                 "KAFKA_CONTROLLER_LISTENER_NAMES": "CONTROLLER",
@@ -46,37 +54,67 @@ def _infra() -> dict[str, Any]:
                 "KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR": "1",
                 "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR": "1",
                 "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR": "1",
-                "KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS": "0", "KAFKA_NUM_PARTITIONS": "6",
+                "KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS": "0",
+                "KAFKA_NUM_PARTITIONS": "6",
             },
-            "healthcheck": {"test": ["CMD-SHELL", "/opt/kafka/bin/kafka-broker-api-versions.sh "
-                                     "--bootstrap-server localhost:9092 >/dev/null"],
-                            "interval": "10s", "timeout": "10s", "retries": 10},
+            "healthcheck": {
+                "test": [
+                    "CMD-SHELL",
+                    "/opt/kafka/bin/kafka-broker-api-versions.sh "
+                    "--bootstrap-server localhost:9092 >/dev/null",
+                ],
+                "interval": "10s",
+                "timeout": "10s",
+                "retries": 10,
+            },
         },
         "mongo": {
-            "image": "mongo:7", "volumes": ["mongo-data:/data/db"],
-            "healthcheck": {"test": ["CMD", "mongosh", "--quiet", "--eval", "db.adminCommand('ping')"],
-                            "interval": "10s", "timeout": "5s", "retries": 10},
+            "image": "mongo:7",
+            "volumes": ["mongo-data:/data/db"],
+            "healthcheck": {
+                "test": ["CMD", "mongosh", "--quiet", "--eval", "db.adminCommand('ping')"],
+                "interval": "10s",
+                "timeout": "5s",
+                "retries": 10,
+            },
         },
         "minio": {
-            "image": "minio/minio:latest", "command": ["server", "/data", "--console-address", ":9001"],
-            "environment": {"MINIO_ROOT_USER": "reelforge", "MINIO_ROOT_PASSWORD": "reelforge-secret"},
-            "volumes": ["minio-data:/data"], "ports": ["9000:9000", "9001:9001"],
-            "healthcheck": {"test": ["CMD", "mc", "ready", "local"], "interval": "10s", "timeout": "5s",
-                            "retries": 10},
+            "image": "minio/minio:latest",
+            "command": ["server", "/data", "--console-address", ":9001"],
+            "environment": {
+                "MINIO_ROOT_USER": "reelforge",
+                "MINIO_ROOT_PASSWORD": "reelforge-secret",
+            },
+            "volumes": ["minio-data:/data"],
+            "ports": ["9000:9000", "9001:9001"],
+            "healthcheck": {
+                "test": ["CMD", "mc", "ready", "local"],
+                "interval": "10s",
+                "timeout": "5s",
+                "retries": 10,
+            },
         },
         "prometheus": {
             "image": "prom/prometheus:v2.53.0",
             "command": ["--config.file=/etc/prometheus/prometheus.yml", "--web.enable-lifecycle"],
-            "volumes": ["./deploy/prometheus/prometheus.compose.yml:/etc/prometheus/prometheus.yml:ro",
-                        "./deploy/prometheus/rules:/etc/prometheus/rules:ro"],
+            "volumes": [
+                "./deploy/prometheus/prometheus.compose.yml:/etc/prometheus/prometheus.yml:ro",
+                "./deploy/prometheus/rules:/etc/prometheus/rules:ro",
+            ],
             "ports": ["9090:9090"],
         },
         "grafana": {
             "image": "grafana/grafana:11.2.0",
-            "environment": {"GF_AUTH_ANONYMOUS_ENABLED": "true", "GF_AUTH_ANONYMOUS_ORG_ROLE": "Viewer"},
-            "volumes": ["./deploy/grafana/provisioning:/etc/grafana/provisioning:ro",
-                        "./deploy/grafana/dashboards:/var/lib/grafana/dashboards:ro"],
-            "ports": ["3000:3000"], "depends_on": ["prometheus"],
+            "environment": {
+                "GF_AUTH_ANONYMOUS_ENABLED": "true",
+                "GF_AUTH_ANONYMOUS_ORG_ROLE": "Viewer",
+            },
+            "volumes": [
+                "./deploy/grafana/provisioning:/etc/grafana/provisioning:ro",
+                "./deploy/grafana/dashboards:/var/lib/grafana/dashboards:ro",
+            ],
+            "ports": ["3000:3000"],
+            "depends_on": ["prometheus"],
         },
     }
 
@@ -85,25 +123,40 @@ def compose() -> dict[str, Any]:
     infra_ready = {name: {"condition": "service_healthy"} for name in ("kafka", "mongo", "minio")}
     services: dict[str, Any] = _infra()
     services["topics"] = {
-        "image": "reelforge:latest", "build": {"context": ".", "dockerfile": "deploy/Dockerfile"},
-        "command": ["python", "-m", "deploy.create_topics"], "environment": INFRA_ENV,
-        "depends_on": {"kafka": {"condition": "service_healthy"}}, "restart": "on-failure",
+        "image": "reelforge:latest",
+        "build": {"context": ".", "dockerfile": "deploy/Dockerfile"},
+        "command": ["python", "-m", "deploy.create_topics"],
+        "environment": INFRA_ENV,
+        "depends_on": {"kafka": {"condition": "service_healthy"}},
+        "restart": "on-failure",
     }
     for spec in default_specs(render_seconds=20.0):
         env = {k: v for k, v in spec.env.items() if not k.endswith("_METRICS_PORT")}
         health = "/_emulator/health" if spec.name == "emulator" else "/health"
         entry: dict[str, Any] = {
-            "image": "reelforge:latest", "command": ["python", "-m", spec.module],
-            "environment": {**INFRA_ENV, **PROVIDERS_ENV, **env,
-                            f"{spec.module.split('.')[-1].upper()}_METRICS_PORT": str(spec.port)},
-            "healthcheck": _health(spec.port, health), "restart": "unless-stopped",
+            "image": "reelforge:latest",
+            "command": ["python", "-m", spec.module],
+            "environment": {
+                **INFRA_ENV,
+                **PROVIDERS_ENV,
+                **env,
+                f"{spec.module.split('.')[-1].upper()}_METRICS_PORT": str(spec.port),
+            },
+            "healthcheck": _health(spec.port, health),
+            "restart": "unless-stopped",
         }
         if spec.name == "emulator":
-            entry["environment"] = {**env, "EMULATOR_HOST": "0.0.0.0",
-                                    "EMULATOR_OPENAI_WEBHOOK_URL": "http://intake:8080/hooks/openai",
-                                    "EMULATOR_GEMINI_WEBHOOK_URL": "http://intake:8080/hooks/gemini"}
+            entry["environment"] = {
+                **env,
+                "EMULATOR_HOST": "0.0.0.0",
+                "EMULATOR_OPENAI_WEBHOOK_URL": "http://intake:8080/hooks/openai",
+                "EMULATOR_GEMINI_WEBHOOK_URL": "http://intake:8080/hooks/gemini",
+            }
         else:
-            entry["depends_on"] = {**infra_ready, "topics": {"condition": "service_completed_successfully"}}
+            entry["depends_on"] = {
+                **infra_ready,
+                "topics": {"condition": "service_completed_successfully"},
+            }
         if spec.name in ("intake", "emulator", "qc"):
             entry["ports"] = [f"{spec.port}:{spec.port}"]
         services[spec.name] = entry
@@ -111,9 +164,11 @@ def compose() -> dict[str, Any]:
 
 
 def render() -> str:
-    header = ("# Generated by `python -m deploy.gen_compose` from deploy/stack.py; do not edit by hand.\n"
-              "# Production-like run with the official images: `docker compose up --build`.\n")
-    return header + yaml.safe_dump(compose(), sort_keys=False, width=120)
+    header = (
+        "# Generated by `python -m deploy.gen_compose` from deploy/stack.py; do not edit by hand.\n"
+        "# Production-like run with the official images: `docker compose up --build`.\n"
+    )
+    return header + str(yaml.safe_dump(compose(), sort_keys=False, width=120))
 
 
 def main() -> int:

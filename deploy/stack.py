@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -33,18 +34,35 @@ class ServiceSpec:
 
 def default_specs(render_seconds: float = 3.0, with_qc: bool = True) -> list[ServiceSpec]:
     """The emulator and one process per service (one poller per provider)."""
-    fast = {"DISPATCHER_EXPECTED_RENDER_S": str(render_seconds),
-            "POLLER_EXPECTED_RENDER_S": str(render_seconds)}
+    fast = {
+        "DISPATCHER_EXPECTED_RENDER_S": str(render_seconds),
+        "POLLER_EXPECTED_RENDER_S": str(render_seconds),
+    }
     specs = [
-        ServiceSpec("emulator", "services.emulator", 8090, {
-            "EMULATOR_PORT": "8090", "EMULATOR_RENDER_SECONDS": str(render_seconds),
-            "EMULATOR_OPENAI_WEBHOOK_URL": "http://127.0.0.1:8080/hooks/openai",
-            "EMULATOR_GEMINI_WEBHOOK_URL": "http://127.0.0.1:8080/hooks/gemini"}),
+        ServiceSpec(
+            "emulator",
+            "services.emulator",
+            8090,
+            {
+                "EMULATOR_PORT": "8090",
+                "EMULATOR_RENDER_SECONDS": str(render_seconds),
+                "EMULATOR_OPENAI_WEBHOOK_URL": "http://127.0.0.1:8080/hooks/openai",
+                "EMULATOR_GEMINI_WEBHOOK_URL": "http://127.0.0.1:8080/hooks/gemini",
+            },
+        ),
         ServiceSpec("intake", "services.intake", 8080, {"INTAKE_METRICS_PORT": "8080"}),
-        ServiceSpec("dispatcher", "services.dispatcher", 8081, {"DISPATCHER_METRICS_PORT": "8081", **fast}),
-        *(ServiceSpec(f"poller-{p}", "services.poller", port, {
-            "POLLER_PROVIDER": p, "POLLER_METRICS_PORT": str(port), **fast})
-          for p, port in POLLER_PORTS.items()),
+        ServiceSpec(
+            "dispatcher", "services.dispatcher", 8081, {"DISPATCHER_METRICS_PORT": "8081", **fast}
+        ),
+        *(
+            ServiceSpec(
+                f"poller-{p}",
+                "services.poller",
+                port,
+                {"POLLER_PROVIDER": p, "POLLER_METRICS_PORT": str(port), **fast},
+            )
+            for p, port in POLLER_PORTS.items()
+        ),
         ServiceSpec("storage", "services.storage", 8084, {"STORAGE_METRICS_PORT": "8084"}),
         ServiceSpec("notifier", "services.notifier", 8085, {"NOTIFIER_METRICS_PORT": "8085"}),
         ServiceSpec("reconciler", "services.reconciler", 8086, {"RECONCILER_METRICS_PORT": "8086"}),
@@ -55,7 +73,9 @@ def default_specs(render_seconds: float = 3.0, with_qc: bool = True) -> list[Ser
 
 
 class Stack:
-    def __init__(self, specs: list[ServiceSpec], run_dir: Path, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, specs: list[ServiceSpec], run_dir: Path, extra_env: dict[str, str] | None = None
+    ) -> None:
         self.specs = {s.name: s for s in specs}
         self.run_dir = run_dir
         self.extra_env = extra_env or {}
@@ -67,11 +87,21 @@ class Stack:
         env = {**os.environ, **self.extra_env, **spec.env, "PYTHONUNBUFFERED": "1"}
         with open(self.run_dir / f"{name}.log", "ab") as log:  # the child keeps its own copy
             self.procs[name] = subprocess.Popen(
-                [sys.executable, "-m", spec.module], cwd=ROOT, env=env, stdout=log,
-                stderr=subprocess.STDOUT, start_new_session=True)
+                [sys.executable, "-m", spec.module],
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         (self.run_dir / f"{name}.pid").write_text(str(self.procs[name].pid))
 
     def start_all(self, timeout_s: float = 60.0) -> None:
+        busy = [
+            f"{s.name} (127.0.0.1:{s.port})" for s in self.specs.values() if port_in_use(s.port)
+        ]
+        if busy:  # never talk to another stack's processes by mistake
+            raise RuntimeError("ports already in use, is another stack running? " + ", ".join(busy))
         for name in self.specs:
             self.start(name)
         self.wait_healthy(list(self.specs), timeout_s)
@@ -83,14 +113,18 @@ class Stack:
             for name in sorted(pending):
                 proc = self.procs.get(name)
                 if proc is not None and proc.poll() is not None:
-                    raise RuntimeError(f"{name} exited with {proc.returncode}; see {self.log_path(name)}:\n"
-                                       + self.tail(name))
+                    raise RuntimeError(
+                        f"{name} exited with {proc.returncode}; see {self.log_path(name)}:\n"
+                        + self.tail(name)
+                    )
                 if healthy(self.specs[name]):
                     pending.discard(name)
             time.sleep(0.2)
         if pending:
-            raise RuntimeError(f"not healthy after {timeout_s:.0f}s: {sorted(pending)}\n"
-                               + "\n".join(self.tail(n) for n in sorted(pending)))
+            raise RuntimeError(
+                f"not healthy after {timeout_s:.0f}s: {sorted(pending)}\n"
+                + "\n".join(self.tail(n) for n in sorted(pending))
+            )
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
         proc = self.procs.pop(name, None)
@@ -119,6 +153,12 @@ class Stack:
         path = self.log_path(name)
         text = path.read_text(errors="replace").splitlines() if path.exists() else []
         return f"--- {name} ---\n" + "\n".join(text[-lines:])
+
+
+def port_in_use(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 def healthy(spec: ServiceSpec) -> bool:

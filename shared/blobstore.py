@@ -124,10 +124,14 @@ class MinioBlobStore:
     def from_settings(cls, settings: InfraSettings) -> MinioBlobStore:
         parts = urlsplit(settings.s3_endpoint)
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ConfigurationError("S3_ENDPOINT", f"expected http(s)://host:port, got {settings.s3_endpoint!r}")
+            raise ConfigurationError(
+                "S3_ENDPOINT", f"expected http(s)://host:port, got {settings.s3_endpoint!r}"
+            )
         http = urllib3.PoolManager(
             timeout=urllib3.Timeout(connect=settings.connect_timeout_s, read=60),
-            retries=urllib3.Retry(total=2, backoff_factor=0.2, status_forcelist=(500, 502, 503, 504)),
+            retries=urllib3.Retry(
+                total=2, backoff_factor=0.2, status_forcelist=(500, 502, 503, 504)
+            ),
             maxsize=16,
         )
         client = Minio(
@@ -163,8 +167,14 @@ class MinioBlobStore:
         size = 0
         upload = asyncio.create_task(
             self._call(
-                self._client.put_object, self.bucket, key, reader, -1,
-                content_type=content_type, metadata=metadata or {}, part_size=PART_SIZE,
+                self._client.put_object,
+                self.bucket,
+                key,
+                reader,
+                -1,
+                content_type=content_type,
+                metadata=metadata or {},
+                part_size=PART_SIZE,
                 num_parallel_uploads=1,  # one part in memory at a time
             )
         )
@@ -210,8 +220,11 @@ class MinioBlobStore:
             st = await self._call(self._client.stat_object, self.bucket, key)
         except BlobNotFound:
             return None
-        meta = {k.lower().removeprefix("x-amz-meta-"): v for k, v in (st.metadata or {}).items()
-                if k.lower().startswith("x-amz-meta-")}
+        meta = {
+            k.lower().removeprefix("x-amz-meta-"): v
+            for k, v in (st.metadata or {}).items()
+            if k.lower().startswith("x-amz-meta-")
+        }
         return BlobInfo(key, st.size or 0, st.last_modified, st.content_type, meta)
 
     async def delete(self, key: str) -> None:
@@ -233,7 +246,8 @@ class MinioBlobStore:
                 if o.last_modified is not None and o.last_modified < before
             ]
 
-        return await self._call(_list)
+        found: list[BlobInfo] = await self._call(_list)
+        return found
 
     async def _call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
@@ -243,7 +257,8 @@ class MinioBlobStore:
                 raise BlobNotFound(args[1] if len(args) > 1 else "") from exc
             if exc.code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied"):
                 raise ConfigurationError(
-                    "S3_ACCESS_KEY/S3_SECRET_KEY", f"the S3 server refused the credentials ({exc.code})"
+                    "S3_ACCESS_KEY/S3_SECRET_KEY",
+                    f"the S3 server refused the credentials ({exc.code})",
                 ) from exc
             raise DependencyUnavailable("s3", f"{exc.code}: {exc.message}") from exc
         except (urllib3.exceptions.HTTPError, OSError) as exc:

@@ -1,8 +1,8 @@
 """Errors shared by services (provider errors live in `shared.providers.errors`).
 
-    ReelforgeError
-    ├── ConfigurationError      a setting is wrong: say which one, in one line, and exit
-    └── DependencyUnavailable   a server (Kafka, MongoDB, S3) cannot be reached right now
+ReelforgeError
+├── ConfigurationError      a setting is wrong: say which one, in one line, and exit
+└── DependencyUnavailable   a server (Kafka, MongoDB, S3) cannot be reached right now
 """
 
 from __future__ import annotations

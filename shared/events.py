@@ -142,8 +142,17 @@ PROVIDER_TASK_EVENT: TypeAdapter[TaskSubmitted | TaskHinted] = TypeAdapter(Provi
 JOB_OUTCOME: TypeAdapter[JobCompleted | JobFailed | JobCancelled] = TypeAdapter(JobOutcome)
 
 ALL_EVENTS: tuple[type[Envelope], ...] = (
-    RequestJob, JobAccepted, TaskSubmitted, TaskHinted, TaskSucceeded, TaskFailed,
-    CandidateStored, JobCompleted, JobFailed, JobCancelled, JobUpdated,
+    RequestJob,
+    JobAccepted,
+    TaskSubmitted,
+    TaskHinted,
+    TaskSucceeded,
+    TaskFailed,
+    CandidateStored,
+    JobCompleted,
+    JobFailed,
+    JobCancelled,
+    JobUpdated,
 )
 
 

@@ -11,14 +11,19 @@ from shared.errors import ConfigurationError
 from shared.topics import TOPICS
 
 
-async def ensure_topics(bootstrap: str, timeout_s: float = 15.0, dlq_partitions: int = 1) -> list[str]:
+async def ensure_topics(
+    bootstrap: str, timeout_s: float = 15.0, dlq_partitions: int = 1
+) -> list[str]:
     """Create missing topics and DLQs; return the names that were created."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000))
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000)
+    )
     try:
         await asyncio.wait_for(admin.start(), timeout_s)
     except (KafkaConnectionError, TimeoutError, OSError) as exc:
         raise ConfigurationError(
-            "KAFKA_BOOTSTRAP_SERVERS", f"no Kafka broker answers at {bootstrap} ({type(exc).__name__})"
+            "KAFKA_BOOTSTRAP_SERVERS",
+            f"no Kafka broker answers at {bootstrap} ({type(exc).__name__})",
         ) from exc
     try:
         existing = set(await admin.list_topics())

@@ -10,7 +10,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
-_context: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar("log_context", default={})
+_EMPTY: dict[str, str] = {}  # never mutated: log_context always sets a new dict
+_context: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar(
+    "log_context",
+    default=_EMPTY,
+)
 
 
 @contextmanager

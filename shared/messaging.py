@@ -26,7 +26,7 @@ import logging
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage
@@ -59,7 +59,7 @@ class RetryPolicy:
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 
     def delay(self, attempt: int) -> float:
-        raw = min(self.max_delay_s, self.base_delay_s * (2**attempt))
+        raw: float = min(self.max_delay_s, self.base_delay_s * (2.0**attempt))
         return raw * (0.5 + random.random() / 2)
 
 
@@ -77,8 +77,11 @@ class DlqRecord:
 
 async def publish(broker: KafkaBroker, topic: Topic | str, event: Envelope) -> None:
     """Publish one event keyed by its job id and wait for the broker's acknowledgement."""
-    headers = {"ce_type": str(getattr(event, "type", "")), "ce_id": event.id,
-               "content-type": "application/json"}
+    headers = {
+        "ce_type": str(getattr(event, "type", "")),
+        "ce_id": event.id,
+        "content-type": "application/json",
+    }
     if event.traceparent:
         headers["traceparent"] = event.traceparent
     await broker.publish(
@@ -118,7 +121,7 @@ def decoder_for(model: type[BaseModel] | TypeAdapter[Any]) -> Callable[[bytes], 
 OnDeadLetter = Callable[[str, str], None]
 
 
-def consume(  # noqa: PLR0913 - every knob here is one a reader must see at the call site
+def consume(
     broker: KafkaBroker,
     topic: Topic,
     *,
@@ -129,7 +132,7 @@ def consume(  # noqa: PLR0913 - every knob here is one a reader must see at the 
     retry: RetryPolicy | None = None,
     max_redeliveries: int = 3,
     on_dead_letter: OnDeadLetter | None = None,
-    auto_offset_reset: str = "earliest",
+    auto_offset_reset: Literal["earliest", "latest"] = "earliest",
     **subscriber_options: Any,
 ) -> None:
     """Register `handle` on `topic` for consumer group `group_id` with the policy above.
@@ -169,12 +172,17 @@ def consume(  # noqa: PLR0913 - every knob here is one a reader must see at the 
             failures.pop(where, None)
 
     broker.subscriber(
-        topic.value, group_id=group_id, ack_policy=ack_policy,
-        auto_offset_reset=auto_offset_reset, **subscriber_options,
+        topic.value,
+        group_id=group_id,
+        ack_policy=ack_policy,
+        auto_offset_reset=auto_offset_reset,
+        **subscriber_options,
     )(on_message)
 
 
-async def _with_retries(policy: RetryPolicy, handle: Callable[[M], Awaitable[None]], event: M) -> None:
+async def _with_retries(
+    policy: RetryPolicy, handle: Callable[[M], Awaitable[None]], event: M
+) -> None:
     for attempt in range(policy.attempts):
         try:
             await handle(event)
@@ -194,8 +202,9 @@ async def _with_retries(policy: RetryPolicy, handle: Callable[[M], Awaitable[Non
 def _context_of(event: Any) -> Any:
     """Every log line written while handling an event names its job, tenant and trace."""
     if isinstance(event, Envelope):
-        return log_context(job_id=event.subject, tenant_id=event.tenant_id,
-                           trace_id=trace_id_of(event.traceparent))
+        return log_context(
+            job_id=event.subject, tenant_id=event.tenant_id, trace_id=trace_id_of(event.traceparent)
+        )
     return contextlib.nullcontext()
 
 

@@ -26,7 +26,9 @@ class MongoJobRepository:
         self._jobs = collection
 
     @classmethod
-    def from_client(cls, client: AsyncMongoClient[dict[str, Any]], database: str) -> MongoJobRepository:
+    def from_client(
+        cls, client: AsyncMongoClient[dict[str, Any]], database: str
+    ) -> MongoJobRepository:
         return cls(client[database]["jobs"])
 
     async def ensure_indexes(self) -> None:
@@ -105,7 +107,7 @@ class MongoJobRepository:
         )
         return from_document(doc) if doc else None
 
-    async def list(
+    async def list_jobs(
         self,
         tenant_id: str,
         *,
@@ -144,7 +146,6 @@ class MongoJobRepository:
             query["route.0.provider"] = provider
         return await self._jobs.count_documents(query)
 
-
     async def next_queued(self, provider: str, limit: int, at: datetime) -> list[Job]:
         query = {
             "state": JobState.QUEUED.value,
@@ -156,12 +157,18 @@ class MongoJobRepository:
 
     async def count_queued_before(self, provider: str, queued_at: datetime) -> int:
         return await self._jobs.count_documents(
-            {"state": JobState.QUEUED.value, "active_provider": provider,
-             "queued_at": {"$lt": queued_at}}
+            {
+                "state": JobState.QUEUED.value,
+                "active_provider": provider,
+                "queued_at": {"$lt": queued_at},
+            }
         )
 
     async def with_active_tasks(self, provider: str, limit: int = 100_000) -> list[Job]:
-        query = {"state": {"$in": [s.value for s in ACTIVE_TASK_STATES]}, "active_provider": provider}
+        query = {
+            "state": {"$in": [s.value for s in ACTIVE_TASK_STATES]},
+            "active_provider": provider,
+        }
         return [from_document(d) async for d in self._jobs.find(query).limit(limit)]
 
     async def inflight_slots(self, provider: str) -> int:

@@ -68,7 +68,7 @@ class JobRepository(Protocol):
         index_task: tuple[str, str] | None = None,
     ) -> Job | None: ...
 
-    async def list(
+    async def list_jobs(
         self,
         tenant_id: str,
         *,
@@ -83,7 +83,9 @@ class JobRepository(Protocol):
 
     async def find_by_task(self, provider: str, task_id: str) -> Job | None: ...
 
-    async def count_in_state(self, states: Iterable[JobState], provider: str | None = None) -> int: ...
+    async def count_in_state(
+        self, states: Iterable[JobState], provider: str | None = None
+    ) -> int: ...
 
     async def next_queued(self, provider: str, limit: int, at: datetime) -> list[Job]:
         """QUEUED jobs for `provider`, oldest `queued_at` first, skipping those whose
@@ -112,7 +114,8 @@ def to_document(job: Job) -> dict[str, Any]:
     ]
     # One unique index covers idempotency: jobs without a key get a key no one else can have.
     doc["idem"] = f"{job.tenant_id}:{job.idempotency_key}" if job.idempotency_key else job.job_id
-    return _json_safe(doc)
+    safe: dict[str, Any] = _json_safe(doc)
+    return safe
 
 
 def task_key(provider: str, task_id: str) -> str:
@@ -148,7 +151,7 @@ def _json_safe(value: Any) -> Any:
         return {k: _json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_json_safe(v) for v in value]
-    if hasattr(value, "value") and isinstance(getattr(value, "value"), str):
+    if hasattr(value, "value") and isinstance(value.value, str):
         return value.value
     if hasattr(value, "__str__") and type(value).__name__ in {"HttpUrl", "Url", "AnyUrl"}:
         return str(value)

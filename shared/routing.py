@@ -123,7 +123,8 @@ def plan(
     if request.budget_usd is not None and quote.total_usd > request.budget_usd:
         raise NoRoute(
             f"quote {quote.total_usd:.2f} USD ({first.provider}/{first.model}, "
-            f"{request.candidates} candidate(s)) exceeds the budget of {request.budget_usd:.2f} USD",
+            f"{request.candidates} candidate(s)) exceeds the budget of "
+            f"{request.budget_usd:.2f} USD",
             refused,
         )
     return RoutePlan(tuple(usable), quote, refused)
@@ -141,7 +142,11 @@ def _candidates(request: JobRequest, models: list[ModelSpec]) -> list[ModelSpec]
         ordered: list[ModelSpec] = []
         for choice in request.fallback_chain:
             for m in models:
-                if m.provider == choice.provider and choice.model in (None, m.model) and m not in ordered:
+                if (
+                    m.provider == choice.provider
+                    and choice.model in (None, m.model)
+                    and m not in ordered
+                ):
                     ordered.append(m)
         if not ordered:
             raise NoRoute("no model of the fallback chain is known", {})

@@ -14,7 +14,7 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,14 +65,18 @@ async def start_broker(broker: KafkaBroker, settings: InfraSettings) -> None:
 
 async def connect_mongo(settings: InfraSettings) -> AsyncMongoClient[dict[str, Any]]:
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
-        settings.mongodb_uri, tz_aware=True,
-        serverSelectionTimeoutMS=int(settings.connect_timeout_s * 1000), appname="reelforge",
+        settings.mongodb_uri,
+        tz_aware=True,
+        serverSelectionTimeoutMS=int(settings.connect_timeout_s * 1000),
+        appname="reelforge",
     )
     try:
         await client.admin.command("ping")
     except OperationFailure as exc:
         await client.close()
-        raise ConfigurationError("MONGODB_URI", f"the server refused us: {exc.details or exc}") from exc
+        raise ConfigurationError(
+            "MONGODB_URI", f"the server refused us: {exc.details or exc}"
+        ) from exc
     except PyMongoError as exc:
         await client.close()
         raise ConfigurationError(
@@ -86,7 +90,9 @@ async def connect_blobstore(settings: InfraSettings) -> MinioBlobStore:
     try:
         await asyncio.wait_for(store.ensure_bucket(), settings.connect_timeout_s + 5)
     except (DependencyUnavailable, TimeoutError) as exc:
-        raise ConfigurationError("S3_ENDPOINT", f"no S3 server answers at {settings.s3_endpoint}") from exc
+        raise ConfigurationError(
+            "S3_ENDPOINT", f"no S3 server answers at {settings.s3_endpoint}"
+        ) from exc
     return store
 
 
@@ -178,14 +184,18 @@ class ServiceProcess:
         if not self.settings.metrics_port:
             return None
         config = uvicorn.Config(
-            self.http, host=self.settings.metrics_host, port=self.settings.metrics_port,
-            log_level="warning", access_log=False, lifespan="off",
+            self.http,
+            host=self.settings.metrics_host,
+            port=self.settings.metrics_port,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
         )
-        server = uvicorn.Server(config)
-        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-        return server
+        return _ServiceHttpServer(config)
 
-    async def _shutdown(self, server: uvicorn.Server | None, tasks: list[asyncio.Task[Any]]) -> None:
+    async def _shutdown(
+        self, server: uvicorn.Server | None, tasks: list[asyncio.Task[Any]]
+    ) -> None:
         log.info("%s stopping", self.settings.service_name)
         if server is not None:
             server.should_exit = True
@@ -198,6 +208,15 @@ class ServiceProcess:
         for hook in self.on_stop:
             with contextlib.suppress(Exception):
                 await hook()
+
+
+class _ServiceHttpServer(uvicorn.Server):
+    """uvicorn without its own signal handling: the service owns SIGTERM/SIGINT and stops the
+    broker, the loops and this server in order."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
 
 async def _guard(fn: BackgroundLoop) -> None:

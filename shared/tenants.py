@@ -21,7 +21,9 @@ class TenantDirectory:
         for entry in filter(None, (e.strip() for e in api_keys.split(","))):
             key, sep, tenant = entry.partition(":")
             if not sep or not key or not tenant:
-                raise ConfigurationError("API_KEYS", f"expected 'key:tenant' entries, got {entry!r}")
+                raise ConfigurationError(
+                    "API_KEYS", f"expected 'key:tenant' entries, got {entry!r}"
+                )
             self._by_digest[_digest(key)] = tenant
 
     def tenant_for(self, api_key: str | None) -> str | None:

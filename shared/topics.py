@@ -68,7 +68,7 @@ TOPICS: dict[Topic, TopicSpec] = {
             6,
             ("external",),
             ("intake",),
-            "Public input: RequestJob commands published by other services instead of calling HTTP.",
+            "Public input: RequestJob commands that other services publish instead of calling HTTP.",
             public=True,
         ),
         TopicSpec(

@@ -1,8 +1,8 @@
 """`reelforge`: submit and follow video jobs from a terminal; start and stop the local stack.
 
-    reelforge submit "a fox in the snow" --duration 5 --watch
-    reelforge status JOB_ID | watch JOB_ID | list [--state completed] | cancel JOB_ID
-    reelforge up | down
+reelforge submit "a fox in the snow" --duration 5 --watch
+reelforge status JOB_ID | watch JOB_ID | list [--state completed] | cancel JOB_ID
+reelforge up | down
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +19,20 @@ from services.cli.settings import CliSettings
 
 
 def _client(s: CliSettings) -> httpx.Client:
-    return httpx.Client(base_url=s.url, headers={"Authorization": f"Bearer {s.api_key}"}, timeout=30)
+    return httpx.Client(
+        base_url=s.url, headers={"Authorization": f"Bearer {s.api_key}"}, timeout=30
+    )
 
 
 def _check(response: httpx.Response) -> Any:
     if response.status_code >= 400:
-        detail = response.json().get("detail") if "json" in response.headers.get("content-type", "") else response.text
-        raise SystemExit(f"error: HTTP {response.status_code}: {json.dumps(detail) if not isinstance(detail, str) else detail}")
+        detail = (
+            response.json().get("detail")
+            if "json" in response.headers.get("content-type", "")
+            else response.text
+        )
+        text = detail if isinstance(detail, str) else json.dumps(detail)
+        raise SystemExit(f"error: HTTP {response.status_code}: {text}")
     return response.json()
 
 
@@ -36,8 +42,14 @@ def _bar(progress: float, width: int = 32) -> str:
 
 
 def cmd_submit(s: CliSettings, a: argparse.Namespace) -> int:
-    body: dict[str, Any] = {"prompt": a.prompt, "duration_s": a.duration, "resolution": a.resolution,
-                            "aspect_ratio": a.aspect, "policy": a.policy, "candidates": a.candidates}
+    body: dict[str, Any] = {
+        "prompt": a.prompt,
+        "duration_s": a.duration,
+        "resolution": a.resolution,
+        "aspect_ratio": a.aspect,
+        "policy": a.policy,
+        "candidates": a.candidates,
+    }
     if a.provider:
         body.update(policy="explicit", provider=a.provider)
     if a.budget:
@@ -45,8 +57,10 @@ def cmd_submit(s: CliSettings, a: argparse.Namespace) -> int:
     headers = {"Idempotency-Key": a.idempotency_key} if a.idempotency_key else {}
     with _client(s) as c:
         job = _check(c.post("/v1/jobs", json=body, headers=headers))
-    print(f"{job['job_id']}  {job['state']}  quote {job['quote_usd']:.2f} USD  "
-          f"route {', '.join(r['provider'] + '/' + r['model'] for r in job['route'][:3])}")
+    print(
+        f"{job['job_id']}  {job['state']}  quote {job['quote_usd']:.2f} USD  "
+        f"route {', '.join(r['provider'] + '/' + r['model'] for r in job['route'][:3])}"
+    )
     return cmd_watch(s, argparse.Namespace(job_id=job["job_id"])) if a.watch else 0
 
 
@@ -69,8 +83,11 @@ def cmd_watch(s: CliSettings, a: argparse.Namespace) -> int:
                 print()
                 if data["state"] == "completed":
                     v = data["result"]
-                    print(f"completed: s3://{v['bucket']}/{v['object_key']} ({v['width']}x{v['height']}, "
-                          f"{v['duration_s']} s, {v['size_bytes']} bytes)")
+                    print(
+                        f"completed: s3://{v['bucket']}/{v['object_key']} "
+                        f"({v['width']}x{v['height']}, "
+                        f"{v['duration_s']} s, {v['size_bytes']} bytes)"
+                    )
                     print(f"download: {s.url}/v1/jobs/{a.job_id}/video")
                     return 0
                 print(f"{data['state']}: {(data.get('failure') or {}).get('message', '')}")
@@ -85,8 +102,10 @@ def cmd_list(s: CliSettings, a: argparse.Namespace) -> int:
     with _client(s) as c:
         page = _check(c.get("/v1/jobs", params=params))
     for job in page["jobs"]:
-        print(f"{job['job_id']}  {job['state']:<10} {job['progress'] * 100:3.0f}%  "
-              f"{job['created_at'][:19]}  {job['request']['prompt'][:50]}")
+        print(
+            f"{job['job_id']}  {job['state']:<10} {job['progress'] * 100:3.0f}%  "
+            f"{job['created_at'][:19]}  {job['request']['prompt'][:50]}"
+        )
     return 0
 
 
@@ -115,7 +134,9 @@ def cmd_down(s: CliSettings, a: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="reelforge", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="reelforge", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = p.add_subparsers(dest="command", required=True)
     sp = sub.add_parser("submit", help="create a job")
     sp.add_argument("prompt")
@@ -129,8 +150,11 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--idempotency-key")
     sp.add_argument("--watch", action="store_true", help="follow progress until the job ends")
     sp.set_defaults(run=cmd_submit)
-    for name, fn, text in (("status", cmd_status, "show a job"), ("watch", cmd_watch, "follow a job"),
-                           ("cancel", cmd_cancel, "cancel a job")):
+    for name, fn, text in (
+        ("status", cmd_status, "show a job"),
+        ("watch", cmd_watch, "follow a job"),
+        ("cancel", cmd_cancel, "cancel a job"),
+    ):
         sp = sub.add_parser(name, help=text)
         sp.add_argument("job_id")
         sp.set_defaults(run=fn)
@@ -150,7 +174,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.run(CliSettings(), args))
     except httpx.ConnectError:
-        print(f"error: the intake API at {CliSettings().url} does not answer (reelforge up?)", file=sys.stderr)
+        print(
+            f"error: the intake API at {CliSettings().url} does not answer (reelforge up?)",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         return 130

@@ -35,13 +35,20 @@ async def create_app(settings: DispatcherSettings) -> ServiceProcess:
     http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=5.0))
     provider_settings = ProviderSettings()
     deps = DispatcherDeps(
-        settings=settings, repo=repo, broker=broker, metrics=metrics,
+        settings=settings,
+        repo=repo,
+        broker=broker,
+        metrics=metrics,
         providers={p: build_provider(p, provider_settings, http) for p in settings.providers()},
         limits=logic.concurrency_limits(settings.concurrency, settings.providers()),
     )
     wire_consumers(deps)
-    process = ServiceProcess(settings, registry, broker=broker,
-                             checks={"kafka": kafka_check(broker), "mongodb": mongo_check(mongo)})
+    process = ServiceProcess(
+        settings,
+        registry,
+        broker=broker,
+        checks={"kafka": kafka_check(broker), "mongodb": mongo_check(mongo)},
+    )
     process.loops.append(lambda: admission_loop(deps))
 
     async def close() -> None:
@@ -59,12 +66,24 @@ def wire_consumers(deps: DispatcherDeps) -> None:
     async def failed(event: TaskFailed) -> None:
         await on_task_failed(deps, event)
 
-    for topic, decode, handle in (
-        (Topic.JOBS_ACCEPTED, JobAccepted.model_validate_json, accepted),
-        (Topic.TASKS_FAILED, TaskFailed.model_validate_json, failed),
-    ):
-        consume(deps.broker, topic, group_id="dispatcher", ack_policy=AckPolicy.NACK_ON_ERROR,
-                decode=decode, handle=handle, on_dead_letter=deps.metrics.dead_letter)
+    consume(
+        deps.broker,
+        Topic.JOBS_ACCEPTED,
+        group_id="dispatcher",
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        decode=JobAccepted.model_validate_json,
+        handle=accepted,
+        on_dead_letter=deps.metrics.dead_letter,
+    )
+    consume(
+        deps.broker,
+        Topic.TASKS_FAILED,
+        group_id="dispatcher",
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        decode=TaskFailed.model_validate_json,
+        handle=failed,
+        on_dead_letter=deps.metrics.dead_letter,
+    )
 
 
 async def admission_loop(deps: DispatcherDeps) -> None:

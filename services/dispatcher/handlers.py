@@ -50,13 +50,25 @@ async def on_job_accepted(deps: DispatcherDeps, event: JobAccepted) -> None:
 
 
 async def _enqueue(
-    deps: DispatcherDeps, job: Job, expected: JobState, route_index: int, delay: timedelta | None,
+    deps: DispatcherDeps,
+    job: Job,
+    expected: JobState,
+    route_index: int,
+    delay: timedelta | None,
 ) -> Job | None:
     provider = job.route[route_index].provider
     at = deps.clock()
-    queued = await deps.repo.transition(job.job_id, JobState.QUEUED, {
-        "route_index": route_index, "active_provider": provider, "queued_at": at,
-        "not_before": at + delay if delay else None}, expected=[expected])
+    queued = await deps.repo.transition(
+        job.job_id,
+        JobState.QUEUED,
+        {
+            "route_index": route_index,
+            "active_provider": provider,
+            "queued_at": at,
+            "not_before": at + delay if delay else None,
+        },
+        expected=[expected],
+    )
     if queued is not None:
         deps.metrics.job_transitions.labels("queued", provider).inc()
         await _update(deps, queued, f"waiting for a {provider} slot")
@@ -73,7 +85,8 @@ async def admit(deps: DispatcherDeps) -> int:
         deps.metrics.admission_waiting.labels(provider).set(len(waiting) if free <= 0 else 0)
         for job in waiting[: max(free, 0)]:
             claimed = await deps.repo.transition(
-                job.job_id, JobState.SUBMITTING, {"not_before": None}, expected=[JobState.QUEUED])
+                job.job_id, JobState.SUBMITTING, {"not_before": None}, expected=[JobState.QUEUED]
+            )
             if claimed is not None:  # another replica may have claimed it first
                 admitted += 1
                 await submit(deps, claimed)
@@ -83,10 +96,16 @@ async def admit(deps: DispatcherDeps) -> int:
 async def submit(deps: DispatcherDeps, job: Job) -> None:
     """Submit every missing candidate of a job in SUBMITTING; record each task before and
     right after the provider call, so no paid task exists without a record."""
-    with log_context(job_id=job.job_id, tenant_id=job.tenant_id, trace_id=trace_id_of(job.trace_parent)):
+    with log_context(
+        job_id=job.job_id, tenant_id=job.tenant_id, trace_id=trace_id_of(job.trace_parent)
+    ):
         spec = logic.current_spec(job)
         provider = deps.providers[spec.provider]
-        callback = deps.settings.callback_url(spec.provider) if provider.capabilities.per_request_callback else None
+        callback = (
+            deps.settings.callback_url(spec.provider)
+            if provider.capabilities.per_request_callback
+            else None
+        )
         errors: list[ProviderError] = []
         for candidate, attempt_id in logic.attempts_to_submit(job):
             error = await _submit_one(deps, job, provider, candidate, attempt_id, callback)
@@ -96,7 +115,9 @@ async def submit(deps: DispatcherDeps, job: Job) -> None:
         if latest is None or latest.state is not JobState.SUBMITTING:
             return  # cancelled meanwhile: the pollers cancel the tasks on the cancel hint
         if latest.active_attempts():
-            running = await deps.repo.transition(job.job_id, JobState.RUNNING, expected=[JobState.SUBMITTING])
+            running = await deps.repo.transition(
+                job.job_id, JobState.RUNNING, expected=[JobState.SUBMITTING]
+            )
             if running is not None:
                 deps.metrics.job_transitions.labels("running", spec.provider).inc()
                 await _update(deps, running, f"rendering on {spec.provider}/{spec.model}")
@@ -105,11 +126,17 @@ async def submit(deps: DispatcherDeps, job: Job) -> None:
 
 
 async def _submit_one(
-    deps: DispatcherDeps, job: Job, provider: VideoProvider, candidate: int, attempt_id: str,
+    deps: DispatcherDeps,
+    job: Job,
+    provider: VideoProvider,
+    candidate: int,
+    attempt_id: str,
     callback: str | None,
 ) -> ProviderError | None:
     spec = logic.current_spec(job)
-    ahead = Attempt(attempt_id=attempt_id, candidate=candidate, provider=spec.provider, model=spec.model)
+    ahead = Attempt(
+        attempt_id=attempt_id, candidate=candidate, provider=spec.provider, model=spec.model
+    )
     if attempt_id not in job.attempts:
         await deps.repo.update(job.job_id, {f"attempts.{attempt_id}": ahead})
     request = logic.generation_request(job, callback)
@@ -118,7 +145,9 @@ async def _submit_one(
         try:
             ref = await provider.submit(request, spec.model)
         except ProviderError as exc:
-            deps.metrics.provider_requests.labels(spec.provider, "submit", exc.failure_class.value).inc()
+            deps.metrics.provider_requests.labels(
+                spec.provider, "submit", exc.failure_class.value
+            ).inc()
             if not exc.transient or attempt == deps.settings.submit_retries:
                 await _record_submit_failure(deps, job, attempt_id, exc)
                 return exc
@@ -126,45 +155,86 @@ async def _submit_one(
             continue
         deps.metrics.provider_requests.labels(spec.provider, "submit", "ok").inc()
         deps.metrics.provider_request_seconds.labels(spec.provider, "submit").observe(
-            (deps.clock() - started).total_seconds())
+            (deps.clock() - started).total_seconds()
+        )
         await _record_task(deps, job, attempt_id, ref, price(job.request, spec))
         return None
     return None
 
 
-async def _record_task(deps: DispatcherDeps, job: Job, attempt_id: str, ref: TaskRef, cost: float) -> None:
+async def _record_task(
+    deps: DispatcherDeps, job: Job, attempt_id: str, ref: TaskRef, cost: float
+) -> None:
     at = deps.clock()
     # Unconditional on the job's state: a paid task is recorded even if the job was cancelled.
-    updated = await deps.repo.update(job.job_id, {
-        f"attempts.{attempt_id}.task": ref, f"attempts.{attempt_id}.state": AttemptState.SUBMITTED,
-        f"attempts.{attempt_id}.submitted_at": at, f"attempts.{attempt_id}.cost_usd": cost,
-    }, index_task=(ref.provider, ref.task_id))
+    updated = await deps.repo.update(
+        job.job_id,
+        {
+            f"attempts.{attempt_id}.task": ref,
+            f"attempts.{attempt_id}.state": AttemptState.SUBMITTED,
+            f"attempts.{attempt_id}.submitted_at": at,
+            f"attempts.{attempt_id}.cost_usd": cost,
+        },
+        index_task=(ref.provider, ref.task_id),
+    )
     spent = sum(a.cost_usd for a in updated.attempts.values()) if updated else cost
     await deps.repo.update(job.job_id, {"spent_usd": round(spent, 4)})
     expected = deps.settings.expected_render_s or logic.current_spec(job).typical_render_s
-    await publish(deps.broker, provider_topic(ref.provider), TaskSubmitted(
-        subject=job.job_id, tenant_id=job.tenant_id, source="dispatcher", traceparent=job.trace_parent,
-        attempt_id=attempt_id, task=ref, deadline_at=logic.deadline_for(job, at),
-        expected_render_s=expected, submitted_at=at))
+    await publish(
+        deps.broker,
+        provider_topic(ref.provider),
+        TaskSubmitted(
+            subject=job.job_id,
+            tenant_id=job.tenant_id,
+            source="dispatcher",
+            traceparent=job.trace_parent,
+            attempt_id=attempt_id,
+            task=ref,
+            deadline_at=logic.deadline_for(job, at),
+            expected_render_s=expected,
+            submitted_at=at,
+        ),
+    )
 
 
-async def _record_submit_failure(deps: DispatcherDeps, job: Job, attempt_id: str, exc: ProviderError) -> None:
-    failure = Failure(failure_class=exc.failure_class, message=exc.message, provider_code=exc.provider_code)
-    await deps.repo.update(job.job_id, {
-        f"attempts.{attempt_id}.state": AttemptState.FAILED,
-        f"attempts.{attempt_id}.failure": failure, f"attempts.{attempt_id}.finished_at": deps.clock()})
-    deps.metrics.provider_failures.labels(job.route[job.route_index].provider,
-                                          job.route[job.route_index].model or "", exc.failure_class.value).inc()
+async def _record_submit_failure(
+    deps: DispatcherDeps, job: Job, attempt_id: str, exc: ProviderError
+) -> None:
+    failure = Failure(
+        failure_class=exc.failure_class, message=exc.message, provider_code=exc.provider_code
+    )
+    await deps.repo.update(
+        job.job_id,
+        {
+            f"attempts.{attempt_id}.state": AttemptState.FAILED,
+            f"attempts.{attempt_id}.failure": failure,
+            f"attempts.{attempt_id}.finished_at": deps.clock(),
+        },
+    )
+    deps.metrics.provider_failures.labels(
+        job.route[job.route_index].provider,
+        job.route[job.route_index].model or "",
+        exc.failure_class.value,
+    ).inc()
 
 
 async def _after_submit_errors(deps: DispatcherDeps, job: Job, exc: ProviderError) -> None:
     """Nothing could be submitted: wait and requeue (transient), fall back, or fail."""
-    requeues = sum(1 for a in job.attempts.values() if a.task is None and a.state is AttemptState.FAILED)
+    requeues = sum(
+        1 for a in job.attempts.values() if a.task is None and a.state is AttemptState.FAILED
+    )
     if exc.transient and requeues <= deps.settings.max_requeues:
-        await _enqueue(deps, job, JobState.SUBMITTING, job.route_index,
-                       delay=logic.requeue_delay(requeues, exc.retry_after))
+        await _enqueue(
+            deps,
+            job,
+            JobState.SUBMITTING,
+            job.route_index,
+            delay=logic.requeue_delay(requeues, exc.retry_after),
+        )
         return
-    failure = Failure(failure_class=exc.failure_class, message=exc.message, provider_code=exc.provider_code)
+    failure = Failure(
+        failure_class=exc.failure_class, message=exc.message, provider_code=exc.provider_code
+    )
     await _decide(deps, job, failure, JobState.SUBMITTING)
 
 
@@ -177,30 +247,48 @@ async def on_task_failed(deps: DispatcherDeps, event: TaskFailed) -> None:
         raise PermanentError(f"job {job.job_id} has no attempt {event.attempt_id}")
     if job.state.terminal or attempt.state in (AttemptState.FAILED, AttemptState.CANCELLED):
         return  # replayed, or the job already ended
-    failed = await deps.repo.update(job.job_id, {
-        f"attempts.{attempt.attempt_id}.state": AttemptState.FAILED,
-        f"attempts.{attempt.attempt_id}.failure": event.failure,
-        f"attempts.{attempt.attempt_id}.finished_at": deps.clock(),
-        f"attempts.{attempt.attempt_id}.cost_usd": attempt.cost_usd - logic.refund(attempt, event.failure),
-        "spent_usd": round(job.spent_usd - logic.refund(attempt, event.failure), 4),
-    })
+    failed = await deps.repo.update(
+        job.job_id,
+        {
+            f"attempts.{attempt.attempt_id}.state": AttemptState.FAILED,
+            f"attempts.{attempt.attempt_id}.failure": event.failure,
+            f"attempts.{attempt.attempt_id}.finished_at": deps.clock(),
+            f"attempts.{attempt.attempt_id}.cost_usd": attempt.cost_usd
+            - logic.refund(attempt, event.failure),
+            "spent_usd": round(job.spent_usd - logic.refund(attempt, event.failure), 4),
+        },
+    )
     if failed is None:
         return
-    deps.metrics.provider_failures.labels(attempt.provider, attempt.model,
-                                          event.failure.failure_class.value).inc()
+    deps.metrics.provider_failures.labels(
+        attempt.provider, attempt.model, event.failure.failure_class.value
+    ).inc()
     await _decide(deps, failed, event.failure, failed.state)
 
 
 async def _decide(deps: DispatcherDeps, job: Job, failure: Failure, current: JobState) -> None:
     decision = logic.after_failure(job, failure, deps.settings.same_provider_retries)
-    log.info("job %s after %s: %s (%s)", job.job_id, failure.failure_class, decision.next, decision.reason)
+    log.info(
+        "job %s after %s: %s (%s)",
+        job.job_id,
+        failure.failure_class,
+        decision.next,
+        decision.reason,
+    )
     if decision.next is Next.WAIT:
         return
     if decision.next in (Next.RETRY_SAME, Next.FALLBACK):
         await _enqueue(deps, job, current, decision.route_index, delay=None)
         return
-    await fail_job(deps, job, Failure(failure_class=failure.failure_class, message=decision.reason,
-                                      provider_code=failure.provider_code))
+    await fail_job(
+        deps,
+        job,
+        Failure(
+            failure_class=failure.failure_class,
+            message=decision.reason,
+            provider_code=failure.provider_code,
+        ),
+    )
 
 
 async def fail_job(deps: DispatcherDeps, job: Job, failure: Failure) -> None:
@@ -208,17 +296,38 @@ async def fail_job(deps: DispatcherDeps, job: Job, failure: Failure) -> None:
     if failed is None:
         return
     deps.metrics.job_transitions.labels("failed", failed.active_provider or "").inc()
-    deps.metrics.job_duration.labels("failed").observe((deps.clock() - failed.created_at).total_seconds())
-    await publish(deps.broker, Topic.JOBS_FINISHED, JobFailed(
-        subject=failed.job_id, tenant_id=failed.tenant_id, source="dispatcher",
-        traceparent=failed.trace_parent, failure=failure, cost_usd=failed.spent_usd,
-        metadata=failed.request.metadata))
+    deps.metrics.job_duration.labels("failed").observe(
+        (deps.clock() - failed.created_at).total_seconds()
+    )
+    await publish(
+        deps.broker,
+        Topic.JOBS_FINISHED,
+        JobFailed(
+            subject=failed.job_id,
+            tenant_id=failed.tenant_id,
+            source="dispatcher",
+            traceparent=failed.trace_parent,
+            failure=failure,
+            cost_usd=failed.spent_usd,
+            metadata=failed.request.metadata,
+        ),
+    )
 
 
 async def _update(deps: DispatcherDeps, job: Job, detail: str) -> None:
-    await publish(deps.broker, Topic.JOB_UPDATES, JobUpdated(
-        subject=job.job_id, tenant_id=job.tenant_id, source="dispatcher", state=job.state,
-        progress=job.progress, detail=detail, traceparent=job.trace_parent))
+    await publish(
+        deps.broker,
+        Topic.JOB_UPDATES,
+        JobUpdated(
+            subject=job.job_id,
+            tenant_id=job.tenant_id,
+            source="dispatcher",
+            state=job.state,
+            progress=job.progress,
+            detail=detail,
+            traceparent=job.trace_parent,
+        ),
+    )
 
 
 def moderation_input(exc: ProviderError) -> bool:

@@ -18,8 +18,10 @@ BILLED_FAILURES = frozenset({FailureClass.MODERATION_OUTPUT, FailureClass.RESULT
 
 def concurrency_limits(override: str, providers: tuple[str, ...]) -> dict[str, int]:
     """Per-provider in-flight limit: the override, else the largest catalog limit."""
-    limits = {p: max((m.concurrency_limit for m in MODELS if m.provider == p), default=1)
-              for p in providers}
+    limits = {
+        p: max((m.concurrency_limit for m in MODELS if m.provider == p), default=1)
+        for p in providers
+    }
     for entry in filter(None, (e.strip() for e in override.split(","))):
         name, _, value = entry.partition(":")
         limits[name.strip()] = int(value)
@@ -37,9 +39,17 @@ def current_spec(job: Job) -> ModelSpec:
 def generation_request(job: Job, callback_url: str | None) -> GenerationRequest:
     r = job.request
     return GenerationRequest(
-        prompt=r.prompt, negative_prompt=r.negative_prompt, duration_s=r.duration_s,
-        resolution=r.resolution, aspect_ratio=r.aspect_ratio, fps=r.fps, audio=r.audio,
-        image_url=r.image_url, seed=r.seed, callback_url=callback_url, external_id=job.job_id,
+        prompt=r.prompt,
+        negative_prompt=r.negative_prompt,
+        duration_s=r.duration_s,
+        resolution=r.resolution,
+        aspect_ratio=r.aspect_ratio,
+        fps=r.fps,
+        audio=r.audio,
+        image_url=r.image_url,
+        seed=r.seed,
+        callback_url=callback_url,
+        external_id=job.job_id,
     )
 
 
@@ -51,8 +61,13 @@ def attempts_to_submit(job: Job) -> list[tuple[int, str]]:
     out: list[tuple[int, str]] = []
     for candidate in range(job.request.candidates):
         mine = [a for a in job.attempts.values() if a.candidate == candidate]
-        live = [a for a in mine if a.provider == spec.provider and a.model == spec.model
-                and a.state not in (AttemptState.FAILED, AttemptState.CANCELLED)]
+        live = [
+            a
+            for a in mine
+            if a.provider == spec.provider
+            and a.model == spec.model
+            and a.state not in (AttemptState.FAILED, AttemptState.CANCELLED)
+        ]
         pending = [a for a in live if a.state is AttemptState.PENDING and a.task is None]
         if pending:
             out.append((candidate, pending[0].attempt_id))
@@ -77,31 +92,46 @@ class Decision:
 
 def after_failure(job: Job, failure: Failure, same_retries: int) -> Decision:
     """What to do once an attempt failed (the attempt is already marked failed in `job`)."""
-    if any(a.active or a.state in (AttemptState.SUCCEEDED, AttemptState.STORED)
-           for a in job.attempts.values()):
+    if any(
+        a.active or a.state in (AttemptState.SUCCEEDED, AttemptState.STORED)
+        for a in job.attempts.values()
+    ):
         return Decision(Next.WAIT, "other candidates are still in play", job.route_index)
     advice = RETRY_ADVICE[failure.failure_class]
     spec = current_spec(job)
-    tries_here = sum(1 for a in job.attempts.values()
-                     if a.provider == spec.provider and a.model == spec.model
-                     and a.state is AttemptState.FAILED and a.task is not None)
-    if advice.retry_same_provider and tries_here <= same_retries * job.request.candidates:
-        if _affordable(job, spec):
-            return Decision(Next.RETRY_SAME, advice.reason, job.route_index)
+    tries_here = sum(
+        1
+        for a in job.attempts.values()
+        if a.provider == spec.provider
+        and a.model == spec.model
+        and a.state is AttemptState.FAILED
+        and a.task is not None
+    )
+    retry_left = tries_here <= same_retries * job.request.candidates
+    if advice.retry_same_provider and retry_left and _affordable(job, spec):
+        return Decision(Next.RETRY_SAME, advice.reason, job.route_index)
     if advice.fallback_to_other_provider and job.request.allow_fallback:
         for index in range(job.route_index + 1, len(job.route)):
             nxt = find_model(job.route[index].provider, job.route[index].model or "")
             if nxt is not None and _affordable(job, nxt):
-                return Decision(Next.FALLBACK, f"{advice.reason}; falling back to "
-                                f"{nxt.provider}/{nxt.model}", index)
-        return Decision(Next.FAIL, f"{failure.message} (no affordable fallback left)", job.route_index)
+                return Decision(
+                    Next.FALLBACK,
+                    f"{advice.reason}; falling back to {nxt.provider}/{nxt.model}",
+                    index,
+                )
+        return Decision(
+            Next.FAIL, f"{failure.message} (no affordable fallback left)", job.route_index
+        )
     return Decision(Next.FAIL, failure.message, job.route_index)
 
 
 def _affordable(job: Job, spec: ModelSpec) -> bool:
     if job.request.budget_usd is None:
         return True
-    return job.spent_usd + price(job.request, spec) * job.request.candidates <= job.request.budget_usd + 1e-9
+    return (
+        job.spent_usd + price(job.request, spec) * job.request.candidates
+        <= job.request.budget_usd + 1e-9
+    )
 
 
 def requeue_delay(requeues: int, retry_after: float | None) -> timedelta:

@@ -24,8 +24,11 @@ class DispatcherSettings(ServiceSettings, CallbackSettings):
     admission_interval_s: float = Field(0.25, description="How often queued jobs are admitted.")
     submit_retries: int = Field(2, description="In-place retries of a transient submit error.")
     max_requeues: int = Field(3, description="Requeues on one provider before falling back.")
-    same_provider_retries: int = Field(1, description="Re-renders on the same model after a "
-                                       "retryable async failure, before falling back.")
+    same_provider_retries: int = Field(
+        1,
+        description="Re-renders on the same model after a "
+        "retryable async failure, before falling back.",
+    )
 
     def providers(self) -> tuple[str, ...]:
         return tuple(p.strip() for p in self.enabled_providers.split(",") if p.strip())

@@ -18,14 +18,16 @@ from shared.routing import NoRoute
 from shared.tenants import webhook_secret_for
 
 
-def build_router(deps: IntakeDeps, live: LiveUpdates) -> APIRouter:  # noqa: C901 - a route table
+def build_router(deps: IntakeDeps, live: LiveUpdates) -> APIRouter:
     router = APIRouter()
 
     def tenant(authorization: Annotated[str | None, Header()] = None) -> str:
         scheme, _, key = (authorization or "").partition(" ")
         found = deps.tenants.tenant_for(key) if scheme.lower() == "bearer" else None
         if found is None:
-            raise HTTPException(401, "missing or unknown API key (send 'Authorization: Bearer <key>')")
+            raise HTTPException(
+                401, "missing or unknown API key (send 'Authorization: Bearer <key>')"
+            )
         return found
 
     Tenant = Annotated[str, Depends(tenant)]
@@ -38,14 +40,21 @@ def build_router(deps: IntakeDeps, live: LiveUpdates) -> APIRouter:  # noqa: C90
 
     @router.post("/v1/jobs", status_code=202)
     async def create_job(
-        request: JobRequest, tenant_id: Tenant, response: Response,
+        request: JobRequest,
+        tenant_id: Tenant,
+        response: Response,
         idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
         traceparent: Annotated[str | None, Header()] = None,
     ) -> dict[str, Any]:
         try:
             submitted = await handlers.submit_job(
-                deps, tenant_id, request, idempotency_key=idempotency_key, source="http",
-                traceparent=traceparent)
+                deps,
+                tenant_id,
+                request,
+                idempotency_key=idempotency_key,
+                source="http",
+                traceparent=traceparent,
+            )
         except NoRoute as exc:
             deps.metrics.jobs_rejected.labels("no_route").inc()
             raise HTTPException(422, {"message": str(exc), "refused": exc.reasons}) from exc
@@ -63,9 +72,14 @@ def build_router(deps: IntakeDeps, live: LiveUpdates) -> APIRouter:  # noqa: C90
             plan = handlers.route(deps, request)
         except NoRoute as exc:
             raise HTTPException(422, {"message": str(exc), "refused": exc.reasons}) from exc
-        return {"provider": plan.quote.provider, "model": plan.quote.model,
-                "total_usd": plan.quote.total_usd, "per_candidate_usd": plan.quote.per_candidate_usd,
-                "route": [f"{m.provider}/{m.model}" for m in plan.route], "refused": plan.refused}
+        return {
+            "provider": plan.quote.provider,
+            "model": plan.quote.model,
+            "total_usd": plan.quote.total_usd,
+            "per_candidate_usd": plan.quote.per_candidate_usd,
+            "route": [f"{m.provider}/{m.model}" for m in plan.route],
+            "refused": plan.refused,
+        }
 
     @router.get("/v1/models")
     async def models() -> list[dict[str, Any]]:
@@ -73,11 +87,13 @@ def build_router(deps: IntakeDeps, live: LiveUpdates) -> APIRouter:  # noqa: C90
 
     @router.get("/v1/jobs")
     async def list_jobs(
-        tenant_id: Tenant, state: JobState | None = None,
-        limit: Annotated[int, Query(ge=1, le=100)] = 20, cursor: str | None = None,
+        tenant_id: Tenant,
+        state: JobState | None = None,
+        limit: Annotated[int, Query(ge=1, le=100)] = 20,
+        cursor: str | None = None,
     ) -> dict[str, Any]:
         try:
-            page = await deps.repo.list(tenant_id, state=state, limit=limit, cursor=cursor)
+            page = await deps.repo.list_jobs(tenant_id, state=state, limit=limit, cursor=cursor)
         except ValueError as exc:
             raise HTTPException(400, str(exc)) from exc
         return {"jobs": [logic.job_view(j) for j in page.jobs], "next_cursor": page.next_cursor}
@@ -110,8 +126,9 @@ def build_router(deps: IntakeDeps, live: LiveUpdates) -> APIRouter:  # noqa: C90
     @router.get("/v1/jobs/{job_id}/events")
     async def events(job_id: str, tenant_id: Tenant) -> StreamingResponse:
         job = await owned_job(job_id, tenant_id)
-        return StreamingResponse(_stream(job), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-store"})
+        return StreamingResponse(
+            _stream(job), media_type="text/event-stream", headers={"Cache-Control": "no-store"}
+        )
 
     async def _stream(job: Job) -> AsyncIterator[str]:
         deadline = time.monotonic() + deps.settings.sse_max_seconds
@@ -133,16 +150,22 @@ def build_router(deps: IntakeDeps, live: LiveUpdates) -> APIRouter:  # noqa: C90
 
     @router.get("/v1/webhook-secret")
     async def webhook_secret(tenant_id: Tenant) -> dict[str, str]:
-        secret = webhook_secret_for(tenant_id, deps.settings.webhook_master_secret.get_secret_value())
+        secret = webhook_secret_for(
+            tenant_id, deps.settings.webhook_master_secret.get_secret_value()
+        )
         return {"scheme": "standard-webhooks", "secret": secret}
 
     @router.post("/hooks/{provider}/{token}")
     @router.post("/hooks/{provider}")
-    async def provider_webhook(provider: str, request: Request, token: str | None = None) -> JSONResponse:
+    async def provider_webhook(
+        provider: str, request: Request, token: str | None = None
+    ) -> JSONResponse:
         unsigned = provider == "kling"  # Kling signs nothing: the secret is in the URL
         if unsigned and token != deps.settings.callback_token:
             raise HTTPException(404, "not found")
-        outcome = await handlers.ingest_webhook(deps, provider, dict(request.headers), await request.body())
+        outcome = await handlers.ingest_webhook(
+            deps, provider, dict(request.headers), await request.body()
+        )
         deps.metrics.webhook_hints.labels(provider, outcome).inc()
         if outcome == "invalid":
             raise HTTPException(400, "webhook signature or body invalid")

@@ -17,7 +17,12 @@ from shared.mongo_repository import MongoJobRepository
 from shared.providers.registry import build_provider
 from shared.providers.settings import ProviderSettings
 from shared.runtime import (
-    ServiceProcess, blob_check, build_broker, connect_blobstore, connect_mongo, kafka_check,
+    ServiceProcess,
+    blob_check,
+    build_broker,
+    connect_blobstore,
+    connect_mongo,
+    kafka_check,
     mongo_check,
 )
 from shared.tenants import TenantDirectory
@@ -35,15 +40,27 @@ async def create_app(settings: IntakeSettings) -> ServiceProcess:
     provider_settings = ProviderSettings()
     http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=5.0))
     deps = IntakeDeps(
-        settings=settings, repo=repo, broker=broker, blobs=blobs, metrics=metrics,
+        settings=settings,
+        repo=repo,
+        broker=broker,
+        blobs=blobs,
+        metrics=metrics,
         tenants=TenantDirectory(settings.api_keys),
         providers={p: build_provider(p, provider_settings, http) for p in settings.providers()},
         openai_base_url=provider_settings.openai_base_url,
     )
     live = LiveUpdates()
     wire_consumers(deps, live)
-    process = ServiceProcess(settings, registry, broker=broker, checks={
-        "kafka": kafka_check(broker), "mongodb": mongo_check(mongo), "s3": blob_check(blobs)})
+    process = ServiceProcess(
+        settings,
+        registry,
+        broker=broker,
+        checks={
+            "kafka": kafka_check(broker),
+            "mongodb": mongo_check(mongo),
+            "s3": blob_check(blobs),
+        },
+    )
     process.http.title = "Reelforge intake"
     process.http.include_router(build_router(deps, live))
 
@@ -60,14 +77,23 @@ def wire_consumers(deps: IntakeDeps, live: LiveUpdates) -> None:
         await on_request_job(deps, command)
 
     consume(
-        deps.broker, Topic.JOB_REQUESTS, group_id="intake", ack_policy=AckPolicy.NACK_ON_ERROR,
-        decode=RequestJob.model_validate_json, handle=handle_request,
+        deps.broker,
+        Topic.JOB_REQUESTS,
+        group_id="intake",
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        decode=RequestJob.model_validate_json,
+        handle=handle_request,
         on_dead_letter=deps.metrics.dead_letter,
     )
     # Live streams are a broadcast: every replica must see every update for the streams it
     # holds, so no consumer group and nothing committed. At-most-once is right here: a missed
     # update only delays a stream until its next read of the job record.
     consume(
-        deps.broker, Topic.JOB_UPDATES, group_id=None, ack_policy=AckPolicy.ACK_FIRST,
-        decode=JobUpdated.model_validate_json, handle=live.publish, auto_offset_reset="latest",
+        deps.broker,
+        Topic.JOB_UPDATES,
+        group_id=None,
+        ack_policy=AckPolicy.ACK_FIRST,
+        decode=JobUpdated.model_validate_json,
+        handle=live.publish,
+        auto_offset_reset="latest",
     )

@@ -45,9 +45,7 @@ class IntakeDeps:
 
 class IdempotencyConflict(Exception):
     def __init__(self, key: str) -> None:
-        super().__init__(
-            f"Idempotency-Key {key!r} was already used with a different request body"
-        )
+        super().__init__(f"Idempotency-Key {key!r} was already used with a different request body")
 
 
 @dataclass(frozen=True)
@@ -59,15 +57,22 @@ class Submitted:
 def route(deps: IntakeDeps, request: JobRequest) -> RoutePlan:
     """Validate against every enabled model and quote; raises NoRoute with reasons."""
     return plan(
-        request, MODELS, today=logic.today_of(deps.clock()),
+        request,
+        MODELS,
+        today=logic.today_of(deps.clock()),
         enabled_providers=deps.settings.providers(),
         retired_allowed=logic.retired_allowed(deps.openai_base_url),
     )
 
 
 async def submit_job(
-    deps: IntakeDeps, tenant_id: str, request: JobRequest, *, idempotency_key: str | None,
-    source: str, traceparent: str | None = None,
+    deps: IntakeDeps,
+    tenant_id: str,
+    request: JobRequest,
+    *,
+    idempotency_key: str | None,
+    source: str,
+    traceparent: str | None = None,
 ) -> Submitted:
     """Validate and quote, write the job record, then announce it (record first, event second).
     If the announcement fails, the job stays `accepted` and the reconciler re-announces it."""
@@ -77,8 +82,13 @@ async def submit_job(
         if existing is not None:
             return await _replay(deps, existing, request, idempotency_key)
     job = logic.new_job(
-        job_id=new_job_id(), tenant_id=tenant_id, request=request,
-        idempotency_key=idempotency_key, plan=route_plan, at=deps.clock(), source=source,
+        job_id=new_job_id(),
+        tenant_id=tenant_id,
+        request=request,
+        idempotency_key=idempotency_key,
+        plan=route_plan,
+        at=deps.clock(),
+        source=source,
         trace_parent=traceparent or new_traceparent(),
     )
     created = await deps.repo.create(job)
@@ -86,7 +96,9 @@ async def submit_job(
         assert idempotency_key is not None
         return await _replay(deps, created.job, request, idempotency_key)
     deps.metrics.jobs_created.labels(source).inc()
-    with log_context(job_id=job.job_id, tenant_id=tenant_id, trace_id=trace_id_of(job.trace_parent)):
+    with log_context(
+        job_id=job.job_id, tenant_id=tenant_id, trace_id=trace_id_of(job.trace_parent)
+    ):
         log.info("job accepted: %s, quote %.2f USD", route_plan.quote.model, job.quote_usd)
         await _announce(deps, job)
     return Submitted(job, True)
@@ -101,8 +113,9 @@ async def _replay(deps: IntakeDeps, existing: Job, request: JobRequest, key: str
 
 
 async def _announce(deps: IntakeDeps, job: Job) -> None:
-    event = JobAccepted(subject=job.job_id, tenant_id=job.tenant_id, source="intake",
-                        traceparent=job.trace_parent)
+    event = JobAccepted(
+        subject=job.job_id, tenant_id=job.tenant_id, source="intake", traceparent=job.trace_parent
+    )
     try:
         await publish(deps.broker, Topic.JOBS_ACCEPTED, event)
     except Exception:  # the record is durable; the reconciler re-announces accepted jobs
@@ -115,14 +128,31 @@ async def cancel_job(deps: IntakeDeps, job: Job) -> Job | None:
     cancelled = await deps.repo.transition(job.job_id, JobState.CANCELLED)
     if cancelled is None:
         return None
-    await publish(deps.broker, Topic.JOBS_FINISHED, JobCancelled(
-        subject=job.job_id, tenant_id=job.tenant_id, source="intake",
-        traceparent=job.trace_parent, metadata=job.request.metadata))
+    await publish(
+        deps.broker,
+        Topic.JOBS_FINISHED,
+        JobCancelled(
+            subject=job.job_id,
+            tenant_id=job.tenant_id,
+            source="intake",
+            traceparent=job.trace_parent,
+            metadata=job.request.metadata,
+        ),
+    )
     for attempt in cancelled.attempts.values():
         if attempt.task is not None and attempt.active:
-            await publish(deps.broker, provider_topic(attempt.provider), TaskHinted(
-                subject=job.job_id, tenant_id=job.tenant_id, source="intake",
-                attempt_id=attempt.attempt_id, task_id=attempt.task.task_id, hint="cancel"))
+            await publish(
+                deps.broker,
+                provider_topic(attempt.provider),
+                TaskHinted(
+                    subject=job.job_id,
+                    tenant_id=job.tenant_id,
+                    source="intake",
+                    attempt_id=attempt.attempt_id,
+                    task_id=attempt.task.task_id,
+                    hint="cancel",
+                ),
+            )
     return cancelled
 
 
@@ -146,14 +176,26 @@ async def ingest_webhook(
         log.warning("rejected %s webhook: %s", provider_name, exc)
         return "invalid"
     job = await deps.repo.find_by_task(provider_name, hint.task_id)
-    attempt = next((a for a in job.attempts.values()
-                    if a.task and a.task.task_id == hint.task_id), None) if job else None
+    attempt = (
+        next((a for a in job.attempts.values() if a.task and a.task.task_id == hint.task_id), None)
+        if job
+        else None
+    )
     if job is None or attempt is None:
         return "unknown_task"
-    await publish(deps.broker, provider_topic(provider_name), TaskHinted(
-        subject=job.job_id, tenant_id=job.tenant_id, source="intake",
-        attempt_id=attempt.attempt_id, task_id=hint.task_id, hint=hint.event_type,
-        traceparent=job.trace_parent))
+    await publish(
+        deps.broker,
+        provider_topic(provider_name),
+        TaskHinted(
+            subject=job.job_id,
+            tenant_id=job.tenant_id,
+            source="intake",
+            attempt_id=attempt.attempt_id,
+            task_id=hint.task_id,
+            hint=hint.event_type,
+            traceparent=job.trace_parent,
+        ),
+    )
     return "forwarded"
 
 
@@ -163,8 +205,14 @@ async def on_request_job(deps: IntakeDeps, command: RequestJob) -> None:
     if not deps.tenants.known(command.tenant_id):
         raise PermanentError(f"unknown tenant {command.tenant_id!r}")
     try:
-        await submit_job(deps, command.tenant_id, command.request, idempotency_key=command.subject,
-                         source="kafka", traceparent=command.traceparent)
+        await submit_job(
+            deps,
+            command.tenant_id,
+            command.request,
+            idempotency_key=command.subject,
+            source="kafka",
+            traceparent=command.traceparent,
+        )
     except NoRoute as exc:
         deps.metrics.jobs_rejected.labels("no_route").inc()
         details = "; ".join(f"{k}: {v}" for k, v in list(exc.reasons.items())[:8])

@@ -26,7 +26,7 @@ def idempotency_outcome(existing: Job | None, fingerprint: str) -> Idempotency:
     return Idempotency.REPLAY if existing.fingerprint == fingerprint else Idempotency.CONFLICT
 
 
-def new_job(  # noqa: PLR0913 - a record has many fields; they are named at the call site
+def new_job(
     *,
     job_id: str,
     tenant_id: str,

@@ -42,8 +42,12 @@ class MongoDeliveryStore:
         for _ in range(limit):
             doc = await self._docs.find_one_and_update(
                 {"state": DeliveryState.PENDING.value, "next_attempt_at": {"$lte": now}},
-                {"$set": {"lease": secrets.token_hex(8),
-                          "next_attempt_at": now + timedelta(seconds=lease_s)}},
+                {
+                    "$set": {
+                        "lease": secrets.token_hex(8),
+                        "next_attempt_at": now + timedelta(seconds=lease_s),
+                    }
+                },
                 sort=[("next_attempt_at", ASCENDING)],
                 return_document=ReturnDocument.AFTER,
             )
@@ -74,10 +78,19 @@ class MongoDeliveryStore:
 
     async def replay(self, delivery_id: str, now: datetime) -> Delivery | None:
         doc = await self._docs.find_one_and_update(
-            {"_id": delivery_id,
-             "state": {"$in": [DeliveryState.DEAD.value, DeliveryState.DELIVERED.value]}},
-            {"$set": {"state": DeliveryState.PENDING.value, "next_attempt_at": now,
-                      "attempts": 0, "lease": None, "reason": None}},
+            {
+                "_id": delivery_id,
+                "state": {"$in": [DeliveryState.DEAD.value, DeliveryState.DELIVERED.value]},
+            },
+            {
+                "$set": {
+                    "state": DeliveryState.PENDING.value,
+                    "next_attempt_at": now,
+                    "attempts": 0,
+                    "lease": None,
+                    "reason": None,
+                }
+            },
             return_document=ReturnDocument.AFTER,
         )
         return _from_doc(doc) if doc else None

@@ -52,21 +52,32 @@ async def create_app(settings: NotifierSettings, deps: Deps | None = None) -> Se
 
     ctx = NotifierContext(repo=deps.repo, store=deps.store, publish=publish_event, metrics=metrics)
     consume(
-        broker, Topic.JOBS_FINISHED, group_id=GROUP_ID, ack_policy=AckPolicy.NACK_ON_ERROR,
-        decode=JOB_OUTCOME.validate_json, handle=functools.partial(on_job_outcome, ctx),
+        broker,
+        Topic.JOBS_FINISHED,
+        group_id=GROUP_ID,
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        decode=JOB_OUTCOME.validate_json,
+        handle=functools.partial(on_job_outcome, ctx),
         on_dead_letter=metrics.dead_letter,
     )
     client = httpx.AsyncClient(
-        transport=deps.transport, follow_redirects=False,
+        transport=deps.transport,
+        follow_redirects=False,
         timeout=httpx.Timeout(settings.delivery_timeout_s, connect=5.0),
     )
     process.on_stop.append(client.aclose)
     deliverer = Deliverer(
-        store=deps.store, client=client, dead_letter=functools.partial(_dead_letter, broker),
-        metrics=metrics, master_secret=settings.webhook_master_secret.get_secret_value(),
-        schedule=settings.retry_schedule_s, jitter=settings.retry_jitter,
-        timeout_s=settings.delivery_timeout_s, batch=settings.delivery_batch,
-        poll_s=settings.delivery_poll_s, lease_s=settings.delivery_lease_s,
+        store=deps.store,
+        client=client,
+        dead_letter=functools.partial(_dead_letter, broker),
+        metrics=metrics,
+        master_secret=settings.webhook_master_secret.get_secret_value(),
+        schedule=settings.retry_schedule_s,
+        jitter=settings.retry_jitter,
+        timeout_s=settings.delivery_timeout_s,
+        batch=settings.delivery_batch,
+        poll_s=settings.delivery_poll_s,
+        lease_s=settings.delivery_lease_s,
     )
     process.loops.append(deliverer.loop)
     process.http.include_router(
@@ -79,14 +90,20 @@ async def _dead_letter(broker: KafkaBroker, delivery: Delivery, reason: str) -> 
     """A dead webhook goes to `jobs-finished-dlq` in the same record shape as a dead message
     (no partition/offset: it did not fail as a Kafka message)."""
     record = DlqRecord(
-        topic=Topic.JOBS_FINISHED.value, partition=-1, offset=-1, key=delivery.job_id,
+        topic=Topic.JOBS_FINISHED.value,
+        partition=-1,
+        offset=-1,
+        key=delivery.job_id,
         reason=f"webhook delivery {delivery.id} to {delivery.url} failed: {reason}",
-        error_type="WebhookDeliveryFailed", payload=delivery.body,
+        error_type="WebhookDeliveryFailed",
+        payload=delivery.body,
     )
     dlq = TOPICS[Topic.JOBS_FINISHED].dlq
     assert dlq is not None
     await broker.publish(
-        TypeAdapter(DlqRecord).dump_json(record), dlq, key=delivery.job_id.encode(),
+        TypeAdapter(DlqRecord).dump_json(record),
+        dlq,
+        key=delivery.job_id.encode(),
         headers={"reason": reason[:200]},
     )
 

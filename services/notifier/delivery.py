@@ -63,17 +63,29 @@ class Deliverer:
         assert delivery.lease is not None
         entry = await self._post(delivery)
         decision = logic.decide(
-            entry.status_code, entry.error, delivery.attempts + 1, self.schedule, entry.at,
-            self.jitter, self.rand,
+            entry.status_code,
+            entry.error,
+            delivery.attempts + 1,
+            self.schedule,
+            entry.at,
+            self.jitter,
+            self.rand,
         )
         if decision.verdict is Verdict.DEAD:
             # The DLQ record first: if we die before marking it dead, the lease runs out and
             # the next attempt dead-letters again (a duplicate record, never a lost one).
             await self.dead_letter(delivery, decision.reason)
-        state = {Verdict.DELIVERED: DeliveryState.DELIVERED, Verdict.RETRY: DeliveryState.PENDING,
-                 Verdict.DEAD: DeliveryState.DEAD}[decision.verdict]
+        state = {
+            Verdict.DELIVERED: DeliveryState.DELIVERED,
+            Verdict.RETRY: DeliveryState.PENDING,
+            Verdict.DEAD: DeliveryState.DEAD,
+        }[decision.verdict]
         recorded = await self.store.finish_attempt(
-            delivery.id, delivery.lease, entry, state, decision.next_attempt_at,
+            delivery.id,
+            delivery.lease,
+            entry,
+            state,
+            decision.next_attempt_at,
             decision.reason or None,
         )
         if not recorded:
@@ -90,14 +102,21 @@ class Deliverer:
         status, error = None, None
         try:
             response = await self.client.post(
-                delivery.url, content=body, headers=headers, timeout=self.timeout_s,
+                delivery.url,
+                content=body,
+                headers=headers,
+                timeout=self.timeout_s,
                 follow_redirects=False,
             )
             status = response.status_code
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}: {exc}"[:300]
-        return AttemptLog(at=at, status_code=status, error=error,
-                          duration_ms=round((time.monotonic() - started) * 1000, 1))
+        return AttemptLog(
+            at=at,
+            status_code=status,
+            error=error,
+            duration_ms=round((time.monotonic() - started) * 1000, 1),
+        )
 
     def _count(self, delivery: Delivery, verdict: Verdict, at: datetime) -> None:
         self.metrics.webhook_deliveries.labels(verdict.value).inc()

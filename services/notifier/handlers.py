@@ -48,11 +48,19 @@ async def on_job_outcome(ctx: NotifierContext, event: logic.JobOutcome) -> None:
         ctx.metrics.webhook_deliveries.labels("refused").inc()
         return
     at = ctx.clock()
-    queued = await ctx.store.insert(Delivery(
-        id=logic.delivery_id(event.subject, event.type), job_id=event.subject,
-        tenant_id=event.tenant_id, event_id=event.id, event_type=event.type,
-        event_time=event.time, url=url, body=event.model_dump_json(),
-        next_attempt_at=at, created_at=at,
-    ))
+    queued = await ctx.store.insert(
+        Delivery(
+            id=logic.delivery_id(event.subject, event.type),
+            job_id=event.subject,
+            tenant_id=event.tenant_id,
+            event_id=event.id,
+            event_type=event.type,
+            event_time=event.time,
+            url=url,
+            body=event.model_dump_json(),
+            next_attempt_at=at,
+            created_at=at,
+        )
+    )
     if not queued:
         log.info("webhook for %s %s already queued", event.subject, event.type)

@@ -55,9 +55,13 @@ def terminal_state(event: JobOutcome) -> JobState:
 def job_updated(event: JobOutcome) -> JobUpdated:
     state = terminal_state(event)
     return JobUpdated(
-        source=SOURCE, subject=event.subject, tenant_id=event.tenant_id,
-        traceparent=event.traceparent, state=state,
-        progress=1.0 if state is JobState.COMPLETED else 0.0, detail=event.type,
+        source=SOURCE,
+        subject=event.subject,
+        tenant_id=event.tenant_id,
+        traceparent=event.traceparent,
+        state=state,
+        progress=1.0 if state is JobState.COMPLETED else 0.0,
+        detail=event.type,
     )
 
 
@@ -88,7 +92,9 @@ def decide(
 
 
 def retry_delay(
-    attempts_made: int, schedule: Sequence[float], jitter: float = 0.2,
+    attempts_made: int,
+    schedule: Sequence[float],
+    jitter: float = 0.2,
     rand: random.Random | None = None,
 ) -> float | None:
     """Wait before the next attempt, or None when the schedule is exhausted. Jitter spreads

@@ -29,6 +29,7 @@ class NotifierSettings(ServiceSettings, TenantSettings):
     delivery_batch: int = Field(20, ge=1, description="Deliveries claimed (and sent) per pass.")
     delivery_poll_s: float = Field(0.5, gt=0, description="Sleep when nothing is due.")
     delivery_lease_s: float = Field(
-        60.0, gt=0,
+        60.0,
+        gt=0,
         description="How long a claimed delivery is ours before another replica may retry it.",
     )

@@ -48,11 +48,21 @@ async def create_app(settings: PollerSettings) -> ServiceProcess:
     broker = build_broker(settings, registry)
     mongo = await connect_mongo(settings)
     repo = MongoJobRepository.from_client(mongo, settings.mongodb_database)
-    http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=5.0),
-                             limits=httpx.Limits(max_connections=settings.max_concurrent_polls))
-    cfg = ScheduleConfig(min_interval_s=settings.min_interval_s, max_interval_s=settings.max_interval_s)
-    deps = PollerDeps(settings=settings, repo=repo, broker=broker, metrics=metrics, cfg=cfg,
-                      provider=build_provider(settings.provider, ProviderSettings(), http))
+    http = httpx.AsyncClient(
+        timeout=httpx.Timeout(30.0, connect=5.0),
+        limits=httpx.Limits(max_connections=settings.max_concurrent_polls),
+    )
+    cfg = ScheduleConfig(
+        min_interval_s=settings.min_interval_s, max_interval_s=settings.max_interval_s
+    )
+    deps = PollerDeps(
+        settings=settings,
+        repo=repo,
+        broker=broker,
+        metrics=metrics,
+        cfg=cfg,
+        provider=build_provider(settings.provider, ProviderSettings(), http),
+    )
 
     async def poll(task):  # type: ignore[no-untyped-def]
         return await handlers.poll(deps, task)
@@ -65,11 +75,22 @@ async def create_app(settings: PollerSettings) -> ServiceProcess:
     # Tracking a task is the handler's whole effect: the task's truth is already in the job
     # record, so committing right after is safe; a lost replica's tasks come back from the
     # records on the next assignment (OwnTasksOnRebalance).
-    consume(broker, provider_topic(settings.provider), group_id=f"poller-{settings.provider}",
-            ack_policy=AckPolicy.NACK_ON_ERROR, decode=PROVIDER_TASK_EVENT.validate_json,
-            handle=on_event, on_dead_letter=metrics.dead_letter, listener=OwnTasksOnRebalance(deps))
-    process = ServiceProcess(settings, registry, broker=broker,
-                             checks={"kafka": kafka_check(broker), "mongodb": mongo_check(mongo)})
+    consume(
+        broker,
+        provider_topic(settings.provider),
+        group_id=f"poller-{settings.provider}",
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        decode=PROVIDER_TASK_EVENT.validate_json,
+        handle=on_event,
+        on_dead_letter=metrics.dead_letter,
+        listener=OwnTasksOnRebalance(deps),
+    )
+    process = ServiceProcess(
+        settings,
+        registry,
+        broker=broker,
+        checks={"kafka": kafka_check(broker), "mongodb": mongo_check(mongo)},
+    )
     process.loops.append(deps.tracker.run)
 
     async def close() -> None:

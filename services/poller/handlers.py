@@ -51,10 +51,16 @@ class PollerDeps:
 
 def tracked_from_submission(deps: PollerDeps, event: TaskSubmitted) -> Tracked:
     return Tracked(
-        job_id=event.subject, tenant_id=event.tenant_id, attempt_id=event.attempt_id,
-        ref=event.task, submitted_at=event.submitted_at or event.time, deadline_at=event.deadline_at,
+        job_id=event.subject,
+        tenant_id=event.tenant_id,
+        attempt_id=event.attempt_id,
+        ref=event.task,
+        submitted_at=event.submitted_at or event.time,
+        deadline_at=event.deadline_at,
         expected_s=deps.render_times.expected(event.task.model, event.expected_render_s),
-        partition=logic.partition_of(event.subject, deps.partitions), traceparent=event.traceparent)
+        partition=logic.partition_of(event.subject, deps.partitions),
+        traceparent=event.traceparent,
+    )
 
 
 async def on_task_event(deps: PollerDeps, event: TaskSubmitted | TaskHinted) -> None:
@@ -91,13 +97,21 @@ def track_job(deps: PollerDeps, job: Job) -> int:
             continue
         spec = find_model(deps.name, attempt.model)
         prior = deps.settings.expected_render_s or (spec.typical_render_s if spec else 60.0)
-        deps.track().track(Tracked(
-            job_id=job.job_id, tenant_id=job.tenant_id, attempt_id=attempt.attempt_id,
-            ref=attempt.task, submitted_at=attempt.submitted_at or attempt.created_at,
-            deadline_at=job.deadline_at or now(), partition=logic.partition_of(job.job_id, deps.partitions),
-            expected_s=deps.render_times.expected(attempt.model, prior),
-            traceparent=job.trace_parent, progress=attempt.progress,
-            running_seen=attempt.state is AttemptState.RUNNING))
+        deps.track().track(
+            Tracked(
+                job_id=job.job_id,
+                tenant_id=job.tenant_id,
+                attempt_id=attempt.attempt_id,
+                ref=attempt.task,
+                submitted_at=attempt.submitted_at or attempt.created_at,
+                deadline_at=job.deadline_at or now(),
+                partition=logic.partition_of(job.job_id, deps.partitions),
+                expected_s=deps.render_times.expected(attempt.model, prior),
+                traceparent=job.trace_parent,
+                progress=attempt.progress,
+                running_seen=attempt.state is AttemptState.RUNNING,
+            )
+        )
         added += 1
     return added
 
@@ -124,8 +138,14 @@ async def poll(deps: PollerDeps, task: Tracked) -> float | None:
     at = now()
     if at > task.deadline_at:
         await _cancel_at_provider(deps, task)
-        await _finish_failed(deps, task, Failure(failure_class=FailureClass.TIMEOUT,
-                             message=f"no result before the job's deadline ({task.deadline_at.isoformat()})"))
+        await _finish_failed(
+            deps,
+            task,
+            Failure(
+                failure_class=FailureClass.TIMEOUT,
+                message=f"no result before the job's deadline ({task.deadline_at.isoformat()})",
+            ),
+        )
         return None
     task.polls += 1
     task.previous_poll_at, task.last_poll_at = task.last_poll_at, at
@@ -136,8 +156,15 @@ async def poll(deps: PollerDeps, task: Tracked) -> float | None:
         if exc.transient:
             task.errors += 1
             return delay_after_error(task, exc, deps.cfg)
-        await _finish_failed(deps, task, Failure(failure_class=exc.failure_class, message=exc.message,
-                                                 provider_code=exc.provider_code))
+        await _finish_failed(
+            deps,
+            task,
+            Failure(
+                failure_class=exc.failure_class,
+                message=exc.message,
+                provider_code=exc.provider_code,
+            ),
+        )
         return None
     task.errors = 0
     deps.metrics.poll_calls.labels(deps.name, "ok").inc()
@@ -145,8 +172,10 @@ async def poll(deps: PollerDeps, task: Tracked) -> float | None:
         await _finish_succeeded(deps, task, status)
         return None
     if status.state.terminal:
-        failure = status.failure or Failure(failure_class=FailureClass.GENERATION_FAILED,
-                                            message=f"provider ended the task as {status.raw_status}")
+        failure = status.failure or Failure(
+            failure_class=FailureClass.GENERATION_FAILED,
+            message=f"provider ended the task as {status.raw_status}",
+        )
         await _finish_failed(deps, task, failure)
         return None
     if not await _record_progress(deps, task, status):
@@ -160,12 +189,18 @@ async def _record_progress(deps: PollerDeps, task: Tracked, status: TaskStatus) 
     if started:
         task.running_seen = True
         deps.metrics.provider_queue_seconds.labels(deps.name, task.ref.model).observe(
-            logic.seconds_between(task.submitted_at, now()))
-    if not (started or logic.progress_changed(task.progress, status.progress, deps.settings.progress_step)):
+            logic.seconds_between(task.submitted_at, now())
+        )
+    if not (
+        started
+        or logic.progress_changed(task.progress, status.progress, deps.settings.progress_step)
+    ):
         return True
     task.progress, task.raw_status = status.progress, status.raw_status
-    changes: dict[str, object] = {f"attempts.{task.attempt_id}.raw_status": status.raw_status,
-                                  f"attempts.{task.attempt_id}.progress": status.progress}
+    changes: dict[str, object] = {
+        f"attempts.{task.attempt_id}.raw_status": status.raw_status,
+        f"attempts.{task.attempt_id}.progress": status.progress,
+    }
     if status.state is TaskState.RUNNING:
         changes[f"attempts.{task.attempt_id}.state"] = AttemptState.RUNNING
     if status.progress is not None:
@@ -175,20 +210,35 @@ async def _record_progress(deps: PollerDeps, task: Tracked, status: TaskStatus) 
     if job is None:
         await _job_ended(deps, task)
         return False
-    await publish(deps.broker, Topic.JOB_UPDATES, JobUpdated(
-        subject=task.job_id, tenant_id=task.tenant_id, source=f"poller-{deps.name}", state=job.state,
-        progress=job.progress, detail=status.raw_status, traceparent=task.traceparent))
+    await publish(
+        deps.broker,
+        Topic.JOB_UPDATES,
+        JobUpdated(
+            subject=task.job_id,
+            tenant_id=task.tenant_id,
+            source=f"poller-{deps.name}",
+            state=job.state,
+            progress=job.progress,
+            detail=status.raw_status,
+            traceparent=task.traceparent,
+        ),
+    )
     return True
 
 
 async def _finish_succeeded(deps: PollerDeps, task: Tracked, status: TaskStatus) -> None:
     at = now()
-    job = await deps.repo.update(task.job_id, {
-        f"attempts.{task.attempt_id}.state": AttemptState.SUCCEEDED,
-        f"attempts.{task.attempt_id}.outputs": list(status.outputs),
-        f"attempts.{task.attempt_id}.raw_status": status.raw_status,
-        f"attempts.{task.attempt_id}.progress": 1.0, f"attempts.{task.attempt_id}.finished_at": at,
-    }, expected_states=ACTIVE_TASK_STATES)
+    job = await deps.repo.update(
+        task.job_id,
+        {
+            f"attempts.{task.attempt_id}.state": AttemptState.SUCCEEDED,
+            f"attempts.{task.attempt_id}.outputs": list(status.outputs),
+            f"attempts.{task.attempt_id}.raw_status": status.raw_status,
+            f"attempts.{task.attempt_id}.progress": 1.0,
+            f"attempts.{task.attempt_id}.finished_at": at,
+        },
+        expected_states=ACTIVE_TASK_STATES,
+    )
     deps.track().forget(task.key)
     if job is None:
         await _job_ended(deps, task)
@@ -197,27 +247,49 @@ async def _finish_succeeded(deps: PollerDeps, task: Tracked, status: TaskStatus)
     deps.render_times.observe(task.ref.model, render)
     deps.metrics.provider_render_seconds.labels(deps.name, task.ref.model).observe(render)
     _observe_detection(deps, task, at)
-    await publish(deps.broker, Topic.TASKS_SUCCEEDED, TaskSucceeded(
-        subject=task.job_id, tenant_id=task.tenant_id, source=f"poller-{deps.name}",
-        traceparent=task.traceparent, attempt_id=task.attempt_id, task=task.ref,
-        outputs=status.outputs, provider_finished_at=at))
+    await publish(
+        deps.broker,
+        Topic.TASKS_SUCCEEDED,
+        TaskSucceeded(
+            subject=task.job_id,
+            tenant_id=task.tenant_id,
+            source=f"poller-{deps.name}",
+            traceparent=task.traceparent,
+            attempt_id=task.attempt_id,
+            task=task.ref,
+            outputs=status.outputs,
+            provider_finished_at=at,
+        ),
+    )
     deps.metrics.inflight_tasks.labels(deps.name).set(len(deps.track().tasks))
 
 
 def _observe_detection(deps: PollerDeps, task: Tracked, at: datetime) -> None:
     if task.hinted_at is not None:
         deps.metrics.detection_delay.labels(deps.name, "webhook").observe(
-            logic.seconds_between(task.hinted_at, at))
+            logic.seconds_between(task.hinted_at, at)
+        )
     else:  # it finished after the previous poll: record that upper bound (conservative)
         since = task.previous_poll_at or task.submitted_at
-        deps.metrics.detection_delay.labels(deps.name, "poll").observe(logic.seconds_between(since, at))
+        deps.metrics.detection_delay.labels(deps.name, "poll").observe(
+            logic.seconds_between(since, at)
+        )
 
 
 async def _finish_failed(deps: PollerDeps, task: Tracked, failure: Failure) -> None:
     deps.track().forget(task.key)
-    await publish(deps.broker, Topic.TASKS_FAILED, TaskFailed(
-        subject=task.job_id, tenant_id=task.tenant_id, source=f"poller-{deps.name}",
-        traceparent=task.traceparent, attempt_id=task.attempt_id, failure=failure))
+    await publish(
+        deps.broker,
+        Topic.TASKS_FAILED,
+        TaskFailed(
+            subject=task.job_id,
+            tenant_id=task.tenant_id,
+            source=f"poller-{deps.name}",
+            traceparent=task.traceparent,
+            attempt_id=task.attempt_id,
+            failure=failure,
+        ),
+    )
     deps.metrics.inflight_tasks.labels(deps.name).set(len(deps.track().tasks))
 
 
@@ -236,9 +308,16 @@ async def cancel_task(deps: PollerDeps, key: tuple[str, str]) -> None:
         attempt = job.attempts.get(key[1]) if job else None
         if attempt is None or attempt.task is None:
             return
-        task = Tracked(job_id=key[0], tenant_id=job.tenant_id if job else "", attempt_id=key[1],
-                       ref=attempt.task, submitted_at=now(), deadline_at=now(), expected_s=0,
-                       partition=logic.partition_of(key[0], deps.partitions))
+        task = Tracked(
+            job_id=key[0],
+            tenant_id=job.tenant_id if job else "",
+            attempt_id=key[1],
+            ref=attempt.task,
+            submitted_at=now(),
+            deadline_at=now(),
+            expected_s=0,
+            partition=logic.partition_of(key[0], deps.partitions),
+        )
     await _cancel_at_provider(deps, task)
 
 
@@ -249,7 +328,12 @@ async def _cancel_at_provider(deps: PollerDeps, task: Tracked) -> None:
             cancelled = await deps.provider.cancel(task.ref)
         except ProviderError as exc:
             log.warning("could not cancel %s at %s: %s", task.ref.task_id, deps.name, exc)
-    await deps.repo.update(task.job_id, {
-        f"attempts.{task.attempt_id}.state": AttemptState.CANCELLED,
-        f"attempts.{task.attempt_id}.raw_status": "cancelled at provider" if cancelled else
-        "abandoned (provider has no cancel)"})
+    await deps.repo.update(
+        task.job_id,
+        {
+            f"attempts.{task.attempt_id}.state": AttemptState.CANCELLED,
+            f"attempts.{task.attempt_id}.raw_status": "cancelled at provider"
+            if cancelled
+            else "abandoned (provider has no cancel)",
+        },
+    )

@@ -32,8 +32,13 @@ def remaining_estimate(elapsed: float, expected: float, progress: float | None) 
 
 
 def next_delay(
-    *, elapsed: float, expected: float, progress: float | None, polls: int,
-    provider_hint: float | None, cfg: ScheduleConfig,
+    *,
+    elapsed: float,
+    expected: float,
+    progress: float | None,
+    polls: int,
+    provider_hint: float | None,
+    cfg: ScheduleConfig,
 ) -> float:
     """Seconds until the next status call for one task."""
     if polls == 0 and progress is None:
@@ -54,7 +59,7 @@ def next_delay(
 def error_delay(consecutive_errors: int, retry_after: float | None, cfg: ScheduleConfig) -> float:
     if retry_after is not None:
         return max(retry_after, cfg.min_interval_s)
-    return min(cfg.max_interval_s, cfg.min_interval_s * 2 ** min(consecutive_errors, 6))
+    return min(cfg.max_interval_s, cfg.min_interval_s * 2.0 ** min(consecutive_errors, 6))
 
 
 class RenderTimes:

@@ -68,8 +68,14 @@ class Tracker:
             return
         self.tasks[task.key] = task
         if due_in is None:  # first poll relative to submission, so a resumed task is due soon
-            first = next_delay(elapsed=0.0, expected=task.expected_s, progress=None, polls=0,
-                               provider_hint=None, cfg=self.cfg)
+            first = next_delay(
+                elapsed=0.0,
+                expected=task.expected_s,
+                progress=None,
+                polls=0,
+                provider_hint=None,
+                cfg=self.cfg,
+            )
             due_in = max(0.0, first - seconds_between(task.submitted_at, now()))
         self._schedule.set(task.key, time.monotonic() + due_in)
         self._wake.set()
@@ -129,10 +135,17 @@ class Tracker:
         await asyncio.gather(*self._running, return_exceptions=True)
 
 
-def delay_after_status(task: Tracked, status: TaskStatus, expected: float, cfg: ScheduleConfig) -> float:
+def delay_after_status(
+    task: Tracked, status: TaskStatus, expected: float, cfg: ScheduleConfig
+) -> float:
     return next_delay(
-        elapsed=seconds_between(task.submitted_at, now()), expected=expected,
-        progress=status.progress, polls=task.polls, provider_hint=status.poll_after_s, cfg=cfg)
+        elapsed=seconds_between(task.submitted_at, now()),
+        expected=expected,
+        progress=status.progress,
+        polls=task.polls,
+        provider_hint=status.poll_after_s,
+        cfg=cfg,
+    )
 
 
 def delay_after_error(task: Tracked, exc: ProviderError, cfg: ScheduleConfig) -> float:

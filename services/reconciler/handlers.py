@@ -56,34 +56,74 @@ async def reconcile(deps: ReconcilerDeps, job: Job, at: datetime) -> str:
         log.info("job %s: %s (%s)", job.job_id, v.action, v.reason)
     if v.action is Action.FAIL_DEADLINE:
         failure = Failure(failure_class=FailureClass.TIMEOUT, message=v.reason)
-        failed = await deps.repo.transition(job.job_id, JobState.FAILED, {"failure": failure},
-                                            expected=[job.state])
+        failed = await deps.repo.transition(
+            job.job_id, JobState.FAILED, {"failure": failure}, expected=[job.state]
+        )
         if failed is not None:
-            await publish(deps.broker, Topic.JOBS_FINISHED, JobFailed(
-                subject=job.job_id, tenant_id=job.tenant_id, source="reconciler", failure=failure,
-                cost_usd=job.spent_usd, traceparent=job.trace_parent, metadata=job.request.metadata))
+            await publish(
+                deps.broker,
+                Topic.JOBS_FINISHED,
+                JobFailed(
+                    subject=job.job_id,
+                    tenant_id=job.tenant_id,
+                    source="reconciler",
+                    failure=failure,
+                    cost_usd=job.spent_usd,
+                    traceparent=job.trace_parent,
+                    metadata=job.request.metadata,
+                ),
+            )
     elif v.action is Action.ANNOUNCE:
-        await publish(deps.broker, Topic.JOBS_ACCEPTED, JobAccepted(
-            subject=job.job_id, tenant_id=job.tenant_id, source="reconciler", traceparent=job.trace_parent))
+        await publish(
+            deps.broker,
+            Topic.JOBS_ACCEPTED,
+            JobAccepted(
+                subject=job.job_id,
+                tenant_id=job.tenant_id,
+                source="reconciler",
+                traceparent=job.trace_parent,
+            ),
+        )
     elif v.action is Action.REQUEUE:
-        await deps.repo.transition(job.job_id, JobState.QUEUED, {"queued_at": at},
-                                   expected=[JobState.SUBMITTING])
+        await deps.repo.transition(
+            job.job_id, JobState.QUEUED, {"queued_at": at}, expected=[JobState.SUBMITTING]
+        )
     elif v.action is Action.RETRACK:
         for attempt in v.attempts:
             assert attempt.task is not None
             spec = find_model(attempt.provider, attempt.model)
-            await publish(deps.broker, provider_topic(attempt.provider), TaskSubmitted(
-                subject=job.job_id, tenant_id=job.tenant_id, source="reconciler",
-                traceparent=job.trace_parent, attempt_id=attempt.attempt_id, task=attempt.task,
-                deadline_at=job.deadline_at or at, expected_render_s=spec.typical_render_s if spec else 60.0,
-                submitted_at=attempt.submitted_at or attempt.created_at))
+            await publish(
+                deps.broker,
+                provider_topic(attempt.provider),
+                TaskSubmitted(
+                    subject=job.job_id,
+                    tenant_id=job.tenant_id,
+                    source="reconciler",
+                    traceparent=job.trace_parent,
+                    attempt_id=attempt.attempt_id,
+                    task=attempt.task,
+                    deadline_at=job.deadline_at or at,
+                    expected_render_s=spec.typical_render_s if spec else 60.0,
+                    submitted_at=attempt.submitted_at or attempt.created_at,
+                ),
+            )
         await deps.repo.update(job.job_id, {}, expected_states=[JobState.RUNNING])  # touch
     elif v.action is Action.RESEND_RESULT:
         for attempt in v.attempts:
             assert attempt.task is not None
-            await publish(deps.broker, Topic.TASKS_SUCCEEDED, TaskSucceeded(
-                subject=job.job_id, tenant_id=job.tenant_id, source="reconciler",
-                traceparent=job.trace_parent, attempt_id=attempt.attempt_id, task=attempt.task,
-                outputs=attempt.outputs, provider_finished_at=attempt.finished_at))
+            await publish(
+                deps.broker,
+                Topic.TASKS_SUCCEEDED,
+                TaskSucceeded(
+                    subject=job.job_id,
+                    tenant_id=job.tenant_id,
+                    source="reconciler",
+                    traceparent=job.trace_parent,
+                    attempt_id=attempt.attempt_id,
+                    task=attempt.task,
+                    outputs=attempt.outputs,
+                    provider_finished_at=attempt.finished_at,
+                ),
+            )
         await deps.repo.update(job.job_id, {}, expected_states=[job.state])  # touch
     return v.action.value

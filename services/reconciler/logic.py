@@ -29,8 +29,10 @@ def verdict(job: Job, at: datetime) -> Verdict:
     if job.state.terminal:
         return Verdict(Action.NOTHING, "terminal")
     if job.deadline_at is not None and at > job.deadline_at:
-        return Verdict(Action.FAIL_DEADLINE, f"deadline passed while {job.state.value} "
-                       f"(deadline {job.deadline_at.isoformat()})")
+        return Verdict(
+            Action.FAIL_DEADLINE,
+            f"deadline passed while {job.state.value} (deadline {job.deadline_at.isoformat()})",
+        )
     if job.state is JobState.ACCEPTED:
         return Verdict(Action.ANNOUNCE, "accepted but never queued")
     if job.state is JobState.SUBMITTING:

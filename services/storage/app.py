@@ -68,13 +68,20 @@ async def create_app(settings: StorageSettings, deps: Deps | None = None) -> Ser
         delete_provider_copy=settings.delete_provider_copy,
     )
     consume(
-        broker, Topic.TASKS_SUCCEEDED, group_id=GROUP_ID, ack_policy=AckPolicy.NACK_ON_ERROR,
-        decode=decoder_for(TaskSucceeded), handle=functools.partial(on_task_succeeded, ctx),
+        broker,
+        Topic.TASKS_SUCCEEDED,
+        group_id=GROUP_ID,
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        decode=decoder_for(TaskSucceeded),
+        handle=functools.partial(on_task_succeeded, ctx),
         on_dead_letter=metrics.dead_letter,
     )
     retention = Retention(
-        deps.repo, deps.blob, timedelta(days=settings.retention_days),
-        settings.retention_interval_s, settings.retention_batch,
+        deps.repo,
+        deps.blob,
+        timedelta(days=settings.retention_days),
+        settings.retention_interval_s,
+        settings.retention_batch,
     )
     process.loops.append(retention.loop)
     return process

@@ -73,7 +73,8 @@ async def _store(ctx: StorageContext, job: Job, attempt: Attempt, event: TaskSuc
     if video is None:
         return
     stored = await ctx.repo.update(
-        job.job_id, logic.stored_changes(attempt.attempt_id, video, now()),
+        job.job_id,
+        logic.stored_changes(attempt.attempt_id, video, now()),
         expected_states={JobState.STORING, JobState.SCORING},
     )
     if stored is None:  # cancelled or failed while we copied: keep nothing
@@ -118,13 +119,17 @@ async def _rehost_or_report(
             raise TransientError(f"download failed: {exc}") from exc
         if exc.failure_class in logic.LOST_RESULT:
             ctx.metrics.url_expiry_misses.labels(event.task.provider).inc()
-        failure = Failure(failure_class=exc.failure_class, message=exc.message,
-                          provider_code=exc.provider_code)
+        failure = Failure(
+            failure_class=exc.failure_class, message=exc.message, provider_code=exc.provider_code
+        )
     except media.InvalidMedia as exc:
-        failure = Failure(failure_class=FailureClass.GENERATION_FAILED,
-                          message=f"the result is not a playable video: {exc}")
-    log.warning("job %s attempt %s: result lost (%s)", job.job_id, event.attempt_id,
-                failure.message)
+        failure = Failure(
+            failure_class=FailureClass.GENERATION_FAILED,
+            message=f"the result is not a playable video: {exc}",
+        )
+    log.warning(
+        "job %s attempt %s: result lost (%s)", job.job_id, event.attempt_id, failure.message
+    )
     await ctx.publish(Topic.TASKS_FAILED, logic.task_failed(job, event.attempt_id, failure))
     return None
 
@@ -139,7 +144,9 @@ async def _finish(ctx: StorageContext, job: Job, attempt: Attempt, video: Stored
         await ctx.publish(Topic.CANDIDATES_STORED, logic.candidate_stored(job, attempt, video))
         return
     done = await ctx.repo.transition(
-        job.job_id, JobState.COMPLETED, logic.completion_changes(attempt.attempt_id, video),
+        job.job_id,
+        JobState.COMPLETED,
+        logic.completion_changes(attempt.attempt_id, video),
         expected={JobState.STORING},
     )
     if done is None:  # a concurrent replay completed it, or it ended: re-read and re-emit
@@ -161,7 +168,11 @@ async def _publish_completed(
 def _count_completion(ctx: StorageContext, job: Job, attempt: Attempt, video: StoredVideo) -> None:
     m = ctx.metrics
     m.job_transitions.labels("completed", attempt.provider).inc()
-    m.job_duration.labels("completed").observe((now() - job.created_at).total_seconds())
+    total_s = (now() - job.created_at).total_seconds()
+    m.job_duration.labels("completed").observe(total_s)
+    if attempt.submitted_at and attempt.finished_at:  # the rest was queueing, routing, re-hosting
+        at_provider_s = (attempt.finished_at - attempt.submitted_at).total_seconds()
+        m.pipeline_overhead.observe(max(0.0, total_s - at_provider_s))
     m.job_cost.labels("completed").observe(logic.cost_of(job, attempt))
     m.cost_usd.labels(attempt.provider, attempt.model, "kept").inc(attempt.cost_usd)
     if video.duration_s:

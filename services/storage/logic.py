@@ -83,8 +83,11 @@ def completes_job(job: Job) -> bool:
 
 def stored_changes(attempt_id: str, video: StoredVideo, at: datetime) -> dict[str, object]:
     prefix = f"attempts.{attempt_id}"
-    return {f"{prefix}.state": AttemptState.STORED, f"{prefix}.video": video,
-            f"{prefix}.finished_at": at}
+    return {
+        f"{prefix}.state": AttemptState.STORED,
+        f"{prefix}.video": video,
+        f"{prefix}.finished_at": at,
+    }
 
 
 def completion_changes(attempt_id: str, video: StoredVideo) -> dict[str, object]:
@@ -103,32 +106,52 @@ def cost_of(job: Job, attempt: Attempt) -> float:
 def job_completed(job: Job, attempt: Attempt, video: StoredVideo) -> JobCompleted:
     return JobCompleted(
         id=event_id(job.job_id, attempt.attempt_id, "completed"),
-        source=SOURCE, subject=job.job_id, tenant_id=job.tenant_id, traceparent=job.trace_parent,
-        attempt_id=attempt.attempt_id, provider=attempt.provider, model=attempt.model,
-        video=video, cost_usd=cost_of(job, attempt), metadata=dict(job.request.metadata),
+        source=SOURCE,
+        subject=job.job_id,
+        tenant_id=job.tenant_id,
+        traceparent=job.trace_parent,
+        attempt_id=attempt.attempt_id,
+        provider=attempt.provider,
+        model=attempt.model,
+        video=video,
+        cost_usd=cost_of(job, attempt),
+        metadata=dict(job.request.metadata),
     )
 
 
 def candidate_stored(job: Job, attempt: Attempt, video: StoredVideo) -> CandidateStored:
     return CandidateStored(
         id=event_id(job.job_id, attempt.attempt_id, "stored"),
-        source=SOURCE, subject=job.job_id, tenant_id=job.tenant_id, traceparent=job.trace_parent,
-        attempt_id=attempt.attempt_id, video=video,
+        source=SOURCE,
+        subject=job.job_id,
+        tenant_id=job.tenant_id,
+        traceparent=job.trace_parent,
+        attempt_id=attempt.attempt_id,
+        video=video,
     )
 
 
 def job_updated(job: Job, state: JobState, detail: str = "") -> JobUpdated:
     progress = 1.0 if state is JobState.COMPLETED else job.progress
     return JobUpdated(
-        source=SOURCE, subject=job.job_id, tenant_id=job.tenant_id, traceparent=job.trace_parent,
-        state=state, progress=progress, detail=detail,
+        source=SOURCE,
+        subject=job.job_id,
+        tenant_id=job.tenant_id,
+        traceparent=job.trace_parent,
+        state=state,
+        progress=progress,
+        detail=detail,
     )
 
 
 def task_failed(job: Job, attempt_id: str, failure: Failure) -> TaskFailed:
     return TaskFailed(
-        source=SOURCE, subject=job.job_id, tenant_id=job.tenant_id, traceparent=job.trace_parent,
-        attempt_id=attempt_id, failure=failure,
+        source=SOURCE,
+        subject=job.job_id,
+        tenant_id=job.tenant_id,
+        traceparent=job.trace_parent,
+        attempt_id=attempt_id,
+        failure=failure,
     )
 
 
@@ -137,12 +160,21 @@ def expiry_margin_s(expires_at: datetime | None, at: datetime) -> float | None:
     return None if expires_at is None else (expires_at - at).total_seconds()
 
 
-def stored_video(bucket: str, keys: ObjectKeys, size: int, sha256: str,
-                 info: MediaFacts) -> StoredVideo:
+def stored_video(
+    bucket: str, keys: ObjectKeys, size: int, sha256: str, info: MediaFacts
+) -> StoredVideo:
     return StoredVideo(
-        bucket=bucket, object_key=keys.video, sha256=sha256, size_bytes=size,
-        thumbnail_key=keys.thumbnail, duration_s=info.duration_s, width=info.width,
-        height=info.height, fps=info.fps, codec=info.codec, has_audio=info.has_audio,
+        bucket=bucket,
+        object_key=keys.video,
+        sha256=sha256,
+        size_bytes=size,
+        thumbnail_key=keys.thumbnail,
+        duration_s=info.duration_s,
+        width=info.width,
+        height=info.height,
+        fps=info.fps,
+        codec=info.codec,
+        has_audio=info.has_audio,
     )
 
 

@@ -45,9 +45,14 @@ class Rehoster:
         keys = logic.object_keys(job.tenant_id, job.job_id, event.attempt_id)
         started = time.monotonic()
         put = await self.blob.put_stream(
-            keys.video, provider.download(event.task, output), content_type=output.mime_type,
-            metadata={"job-id": job.job_id, "attempt-id": event.attempt_id,
-                      "provider": event.task.provider},
+            keys.video,
+            provider.download(event.task, output),
+            content_type=output.mime_type,
+            metadata={
+                "job-id": job.job_id,
+                "attempt-id": event.attempt_id,
+                "provider": event.task.provider,
+            },
         )
         try:
             info, jpeg = await self.probe(self.blob, keys.video)

@@ -26,8 +26,9 @@ class BlobStoreContract:
 
     async def test_streams_an_object_in_and_reads_it_back(self, store: BlobStore) -> None:
         data = os.urandom(300_000)
-        result = await store.put_stream("jobs/a/video.mp4", chunks_of(data, 65_536), "video/mp4",
-                                        {"job-id": "a"})
+        result = await store.put_stream(
+            "jobs/a/video.mp4", chunks_of(data, 65_536), "video/mp4", {"job-id": "a"}
+        )
         assert result.size == len(data)
         assert result.sha256 == hashlib.sha256(data).hexdigest()
         back = b"".join([c async for c in store.get_stream("jobs/a/video.mp4")])
@@ -77,7 +78,9 @@ class TestMinioBlobStore(BlobStoreContract):
         assert response.status_code == 200
         assert response.content == b"\x00\x00\x00\x18ftypmp42"
 
-    async def test_a_multipart_upload_larger_than_one_part_round_trips(self, store: BlobStore) -> None:
+    async def test_a_multipart_upload_larger_than_one_part_round_trips(
+        self, store: BlobStore
+    ) -> None:
         data = os.urandom(20 * 1024 * 1024)
         result = await store.put_stream("big.bin", chunks_of(data, 1 << 20))
         assert result.size == len(data)

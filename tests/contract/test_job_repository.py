@@ -16,8 +16,13 @@ from tests.fakes import FakeJobRepository
 
 def make_job(tenant: str = "t1", key: str | None = None, prompt: str = "a cat") -> Job:
     request = JobRequest(prompt=prompt)
-    return Job(job_id=new_job_id(), tenant_id=tenant, request=request, idempotency_key=key,
-               fingerprint=request.fingerprint())
+    return Job(
+        job_id=new_job_id(),
+        tenant_id=tenant,
+        request=request,
+        idempotency_key=key,
+        fingerprint=request.fingerprint(),
+    )
 
 
 class JobRepositoryContract:
@@ -60,7 +65,9 @@ class JobRepositoryContract:
         assert await repo.get(job.job_id, tenant_id="intruder") is None
         assert await repo.get(job.job_id, tenant_id="owner") is not None
 
-    async def test_legal_transition_applies_changes_and_bumps_version(self, repo: JobRepository) -> None:
+    async def test_legal_transition_applies_changes_and_bumps_version(
+        self, repo: JobRepository
+    ) -> None:
         job = make_job()
         await repo.create(job)
         moved = await repo.transition(job.job_id, JobState.QUEUED, {"queue_position": 3})
@@ -86,14 +93,17 @@ class JobRepositoryContract:
         loaded = await repo.get(job.job_id)
         assert loaded is not None and loaded.progress == 0.5
 
-    async def test_attempts_are_updated_by_dotted_path_and_found_by_task(self, repo: JobRepository) -> None:
+    async def test_attempts_are_updated_by_dotted_path_and_found_by_task(
+        self, repo: JobRepository
+    ) -> None:
         job = make_job()
         await repo.create(job)
         attempt = Attempt(attempt_id="a1", provider="runway", model="gen4.5")
         await repo.update(job.job_id, {"attempts.a1": attempt})
         ref = TaskRef(provider="runway", model="gen4.5", task_id=random_id("task"))
         updated = await repo.update(
-            job.job_id, {"attempts.a1.task": ref, "attempts.a1.state": "submitted"},
+            job.job_id,
+            {"attempts.a1.task": ref, "attempts.a1.state": "submitted"},
             index_task=("runway", ref.task_id),
         )
         assert updated is not None
@@ -111,13 +121,13 @@ class JobRepositoryContract:
             ids.append(job.job_id)
             await asyncio.sleep(0.002)
         await repo.transition(ids[0], JobState.CANCELLED)
-        first = await repo.list(tenant, limit=3)
+        first = await repo.list_jobs(tenant, limit=3)
         assert [j.job_id for j in first.jobs] == ids[::-1][:3]
         assert first.next_cursor is not None
-        second = await repo.list(tenant, limit=3, cursor=first.next_cursor)
+        second = await repo.list_jobs(tenant, limit=3, cursor=first.next_cursor)
         assert [j.job_id for j in second.jobs] == ids[::-1][3:]
         assert second.next_cursor is None
-        cancelled = await repo.list(tenant, state=JobState.CANCELLED)
+        cancelled = await repo.list_jobs(tenant, state=JobState.CANCELLED)
         assert [j.job_id for j in cancelled.jobs] == [ids[0]]
 
     async def test_finds_stale_jobs_by_state_and_age(self, repo: JobRepository) -> None:
@@ -129,7 +139,6 @@ class JobRepositoryContract:
         fresh = await repo.find_stale([JobState.QUEUED], now() - timedelta(hours=1))
         assert job.job_id not in {j.job_id for j in fresh}
 
-
     async def test_provider_queue_is_oldest_first_and_respects_not_before(
         self, repo: JobRepository
     ) -> None:
@@ -139,8 +148,11 @@ class JobRepositoryContract:
         for i in range(3):
             job = make_job()
             await repo.create(job)
-            await repo.transition(job.job_id, JobState.QUEUED, {
-                "active_provider": provider, "queued_at": base + timedelta(seconds=i)})
+            await repo.transition(
+                job.job_id,
+                JobState.QUEUED,
+                {"active_provider": provider, "queued_at": base + timedelta(seconds=i)},
+            )
             ids.append(job.job_id)
         await repo.update(ids[0], {"not_before": base + timedelta(hours=1)})
         queued = await repo.next_queued(provider, 10, at=base + timedelta(seconds=5))

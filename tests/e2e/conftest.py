@@ -29,11 +29,16 @@ A = {"Authorization": "Bearer demo-key"}
 B = {"Authorization": "Bearer other-key"}
 # Fast sweeps and short graces so recovery paths run within a test's time.
 FAST_ENV = {
-    "RECONCILER_INTERVAL_S": "1", "RECONCILER_ACCEPTED_GRACE_S": "3",
-    "RECONCILER_SUBMITTING_GRACE_S": "4", "RECONCILER_TRACKING_GRACE_S": "6",
-    "RECONCILER_STORING_GRACE_S": "8", "DISPATCHER_CONCURRENCY": "kling:20,runway:4",
-    "EMULATOR_RUNWAY_CONCURRENCY": "4", "POLLER_MIN_INTERVAL_S": "0.5",
-    "NOTIFIER_RETRY_SCHEDULE_S": "[1, 2, 4]", "EMULATOR_RENDER_SCALE": "0.25",
+    "RECONCILER_INTERVAL_S": "1",
+    "RECONCILER_ACCEPTED_GRACE_S": "3",
+    "RECONCILER_SUBMITTING_GRACE_S": "4",
+    "RECONCILER_TRACKING_GRACE_S": "6",
+    "RECONCILER_STORING_GRACE_S": "8",
+    "DISPATCHER_CONCURRENCY": "kling:20,runway:4",
+    "EMULATOR_RUNWAY_CONCURRENCY": "4",
+    "POLLER_MIN_INTERVAL_S": "0.5",
+    "NOTIFIER_RETRY_SCHEDULE_S": "[1, 2, 4]",
+    "EMULATOR_RENDER_SCALE": "0.25",
 }
 
 
@@ -71,8 +76,12 @@ class Outcomes:
 
 @pytest.fixture(scope="session")
 async def outcomes(stack: Stack) -> AsyncIterator[Outcomes]:
-    consumer = AIOKafkaConsumer(Topic.JOBS_FINISHED.value, group_id=None, auto_offset_reset="latest",
-                                bootstrap_servers=InfraSettings().kafka_bootstrap_servers)
+    consumer = AIOKafkaConsumer(
+        Topic.JOBS_FINISHED.value,
+        group_id=None,
+        auto_offset_reset="latest",
+        bootstrap_servers=InfraSettings().kafka_bootstrap_servers,
+    )
     await consumer.start()
     collector = Outcomes()
     task = asyncio.create_task(collector.run(consumer))
@@ -96,8 +105,9 @@ async def kafka(stack: Stack) -> AsyncIterator[KafkaBroker]:
 
 
 async def publish_request(broker: KafkaBroker, command: RequestJob) -> None:
-    await broker.publish(command.model_dump_json().encode(), Topic.JOB_REQUESTS.value,
-                         key=command.subject.encode())
+    await broker.publish(
+        command.model_dump_json().encode(), Topic.JOB_REQUESTS.value, key=command.subject.encode()
+    )
 
 
 class Receiver:
@@ -109,13 +119,18 @@ class Receiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 try:
                     verify(receiver.secret, body, headers)
-                    receiver.calls.append({"verified": True, "id": headers.get("webhook-id"),
-                                           "event": json.loads(body)})
+                    receiver.calls.append(
+                        {
+                            "verified": True,
+                            "id": headers.get("webhook-id"),
+                            "event": json.loads(body),
+                        }
+                    )
                     self.send_response(204)
                 except WebhookVerificationError as exc:
                     receiver.calls.append({"verified": False, "error": str(exc)})
@@ -142,8 +157,13 @@ async def receiver(api: httpx.AsyncClient) -> AsyncIterator[Receiver]:
     r.server.server_close()
 
 
-async def wait_job(api: httpx.AsyncClient, job_id: str, states: set[str], timeout: float = 90.0,
-                   headers: dict[str, str] = A) -> dict[str, Any]:
+async def wait_job(
+    api: httpx.AsyncClient,
+    job_id: str,
+    states: set[str],
+    timeout: float = 90.0,
+    headers: dict[str, str] = A,
+) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     job: dict[str, Any] = {}
     while time.monotonic() < deadline:

@@ -35,9 +35,13 @@ async def probe_video(api: httpx.AsyncClient, job_id: str) -> tuple[int, int, fl
 
 
 async def test_http_job_ends_as_a_stored_mp4_with_an_event_and_a_signed_webhook(
-    api: httpx.AsyncClient, outcomes: Outcomes, receiver: Receiver,
+    api: httpx.AsyncClient,
+    outcomes: Outcomes,
+    receiver: Receiver,
 ) -> None:
-    created = await api.post("/v1/jobs", json=body("a red fox in snow", callback_url=receiver.url), headers=A)
+    created = await api.post(
+        "/v1/jobs", json=body("a red fox in snow", callback_url=receiver.url), headers=A
+    )
     assert created.status_code == 202
     job_id = created.json()["job_id"]
     event = await outcomes.wait(job_id)
@@ -59,11 +63,19 @@ async def test_http_job_ends_as_a_stored_mp4_with_an_event_and_a_signed_webhook(
 
 
 async def test_job_published_on_the_request_topic_ends_as_a_video(
-    api: httpx.AsyncClient, outcomes: Outcomes, kafka: object,
+    api: httpx.AsyncClient,
+    outcomes: Outcomes,
+    kafka: object,
 ) -> None:
     key = f"e2e-{secrets.token_hex(4)}"
-    await publish_request(kafka, RequestJob(  # type: ignore[arg-type]
-        subject=key, tenant_id="demo", request=JobRequest(**body("a lighthouse", metadata={"key": key}))))
+    await publish_request(
+        kafka,
+        RequestJob(  # type: ignore[arg-type]
+            subject=key,
+            tenant_id="demo",
+            request=JobRequest(**body("a lighthouse", metadata={"key": key})),
+        ),
+    )
     job_id = await _find(api, key)
     event = await outcomes.wait(job_id)
     assert event["type"] == "reelforge.job.completed"
@@ -80,12 +92,16 @@ async def _find(api: httpx.AsyncClient, key: str) -> str:
     raise AssertionError(f"no job with idempotency key {key}")
 
 
-async def test_idempotent_resubmission_creates_nothing_new(api: httpx.AsyncClient, kafka: object) -> None:
+async def test_idempotent_resubmission_creates_nothing_new(
+    api: httpx.AsyncClient, kafka: object
+) -> None:
     key = f"idem-{secrets.token_hex(4)}"
     first = await api.post("/v1/jobs", json=body("a kite"), headers={**A, "Idempotency-Key": key})
     again = await api.post("/v1/jobs", json=body("a kite"), headers={**A, "Idempotency-Key": key})
     assert again.status_code == 200 and again.json()["job_id"] == first.json()["job_id"]
-    await publish_request(kafka, RequestJob(subject=key, tenant_id="demo", request=JobRequest(**body("a kite"))))  # type: ignore[arg-type]
+    await publish_request(
+        kafka, RequestJob(subject=key, tenant_id="demo", request=JobRequest(**body("a kite")))
+    )  # type: ignore[arg-type]
     await wait_job(api, first.json()["job_id"], {"completed"})
     listed = (await api.get("/v1/jobs", headers=A, params={"limit": 100})).json()["jobs"]
     assert [j["job_id"] for j in listed if j["idempotency_key"] == key] == [first.json()["job_id"]]
@@ -99,10 +115,19 @@ async def test_a_tenant_cannot_read_another_tenants_job(api: httpx.AsyncClient) 
 
 
 async def test_a_cancelled_job_ends_cancelled_and_its_provider_task_is_cancelled(
-    api: httpx.AsyncClient, outcomes: Outcomes,
+    api: httpx.AsyncClient,
+    outcomes: Outcomes,
 ) -> None:
-    created = await api.post("/v1/jobs", json={"prompt": "slow ocean [render:20]", "duration_s": 5,
-                                               "policy": "explicit", "provider": "runway"}, headers=A)
+    created = await api.post(
+        "/v1/jobs",
+        json={
+            "prompt": "slow ocean [render:20]",
+            "duration_s": 5,
+            "policy": "explicit",
+            "provider": "runway",
+        },
+        headers=A,
+    )
     job_id = created.json()["job_id"]
     running = await wait_job(api, job_id, {"running"})
     task_id = running["attempts"][0]["task"]["task_id"]
@@ -111,8 +136,10 @@ async def test_a_cancelled_job_ends_cancelled_and_its_provider_task_is_cancelled
     event = await outcomes.wait(job_id)
     assert event["type"] == "reelforge.job.cancelled"
     for _ in range(50):  # the runway poller deletes the task at the provider
-        task = await api.get(f"http://127.0.0.1:8090/runway/v1/tasks/{task_id}",
-                             headers={"Authorization": "Bearer key_emulator", "X-Runway-Version": "2024-11-06"})
+        task = await api.get(
+            f"http://127.0.0.1:8090/runway/v1/tasks/{task_id}",
+            headers={"Authorization": "Bearer key_emulator", "X-Runway-Version": "2024-11-06"},
+        )
         if task.status_code == 404:
             break
         await asyncio.sleep(0.2)
@@ -122,35 +149,57 @@ async def test_a_cancelled_job_ends_cancelled_and_its_provider_task_is_cancelled
 
 
 async def test_a_provider_failure_falls_back_to_the_next_provider(
-    api: httpx.AsyncClient, outcomes: Outcomes,
+    api: httpx.AsyncClient,
+    outcomes: Outcomes,
 ) -> None:
-    chain = [{"provider": "runway", "model": "gen4.5"}, {"provider": "kling", "model": "kling-v2-6"}]
-    created = await api.post("/v1/jobs", json={"prompt": "a storm [fail:internal@runway]", "duration_s": 5,
-                                               "policy": "fallback_chain", "fallback_chain": chain}, headers=A)
+    chain = [
+        {"provider": "runway", "model": "gen4.5"},
+        {"provider": "kling", "model": "kling-v2-6"},
+    ]
+    created = await api.post(
+        "/v1/jobs",
+        json={
+            "prompt": "a storm [fail:internal@runway]",
+            "duration_s": 5,
+            "policy": "fallback_chain",
+            "fallback_chain": chain,
+        },
+        headers=A,
+    )
     job_id = created.json()["job_id"]
     event = await outcomes.wait(job_id, timeout=120)
     assert event["type"] == "reelforge.job.completed"
     assert (event["provider"], event["model"]) == ("kling", "kling-v2-6")
     job = await wait_job(api, job_id, {"completed"})
     runway = [a for a in job["attempts"] if a["provider"] == "runway"]
-    assert len(runway) == 2 and all(a["state"] == "failed" for a in runway)  # one retry, then fallback
+    assert len(runway) == 2 and all(
+        a["state"] == "failed" for a in runway
+    )  # one retry, then fallback
     assert all(a["failure"]["failure_class"] == "generation_failed" for a in runway)
     assert job["route_index"] == 1
 
 
 async def test_a_job_that_fails_everywhere_ends_failed_with_the_reason(
-    api: httpx.AsyncClient, outcomes: Outcomes,
+    api: httpx.AsyncClient,
+    outcomes: Outcomes,
 ) -> None:
-    created = await api.post("/v1/jobs", json=body("forbidden [fail:moderation_input]", allow_fallback=False),
-                             headers=A)
+    created = await api.post(
+        "/v1/jobs", json=body("forbidden [fail:moderation_input]", allow_fallback=False), headers=A
+    )
     event = await outcomes.wait(created.json()["job_id"])
     assert event["type"] == "reelforge.job.failed"
     assert event["failure"]["failure_class"] == "moderation_input"
 
 
-async def test_an_invalid_request_on_the_topic_is_dead_lettered_with_a_reason(kafka: object) -> None:
-    dlq = AIOKafkaConsumer("job-requests-dlq", group_id=None, auto_offset_reset="latest",
-                           bootstrap_servers=InfraSettings().kafka_bootstrap_servers)
+async def test_an_invalid_request_on_the_topic_is_dead_lettered_with_a_reason(
+    kafka: object,
+) -> None:
+    dlq = AIOKafkaConsumer(
+        "job-requests-dlq",
+        group_id=None,
+        auto_offset_reset="latest",
+        bootstrap_servers=InfraSettings().kafka_bootstrap_servers,
+    )
     await dlq.start()
     try:
         await asyncio.sleep(1.0)

@@ -38,8 +38,17 @@ async def until(predicate, timeout: float, what: str) -> None:  # type: ignore[n
 async def submit_kling(api: httpx.AsyncClient, prompt: str, n: int, **extra: object) -> list[str]:
     ids = []
     for _ in range(n):
-        r = await api.post("/v1/jobs", json={"prompt": prompt, "duration_s": 5, "policy": "explicit",
-                                             "provider": "kling", **extra}, headers=A)
+        r = await api.post(
+            "/v1/jobs",
+            json={
+                "prompt": prompt,
+                "duration_s": 5,
+                "policy": "explicit",
+                "provider": "kling",
+                **extra,
+            },
+            headers=A,
+        )
         assert r.status_code == 202, r.text
         ids.append(r.json()["job_id"])
     return ids
@@ -55,20 +64,27 @@ def assert_one_completion_each(outcomes: Outcomes, job_ids: list[str]) -> None:
 
 
 async def test_two_poller_replicas_split_tasks_and_one_finishes_all_after_the_other_is_killed(
-    stack: Stack, api: httpx.AsyncClient, outcomes: Outcomes,
+    stack: Stack,
+    api: httpx.AsyncClient,
+    outcomes: Outcomes,
 ) -> None:
     first = stack.specs["poller-kling"]
-    second = ServiceSpec("poller-kling-2", "services.poller", 8111,
-                         {**first.env, "POLLER_METRICS_PORT": "8111"})
+    second = ServiceSpec(
+        "poller-kling-2", "services.poller", 8111, {**first.env, "POLLER_METRICS_PORT": "8111"}
+    )
     stack.specs[second.name] = second
     try:
         stack.start(second.name)
         stack.wait_healthy([second.name])
-        await until(lambda: _both_own(first.port, second.port), 60, "both replicas to own partitions")
+        await until(
+            lambda: _both_own(first.port, second.port), 60, "both replicas to own partitions"
+        )
         job_ids = await submit_kling(api, "a parade [render:8]", 12)
 
         async def both_tracking() -> bool:
-            return all([await gauge(p, "reelforge_inflight_tasks") > 0 for p in (first.port, second.port)])
+            return all(
+                [await gauge(p, "reelforge_inflight_tasks") > 0 for p in (first.port, second.port)]
+            )
 
         await until(both_tracking, 30, "both replicas to track tasks")
         stack.kill(second.name)  # SIGKILL: no goodbye to the group, no hand-over
@@ -86,17 +102,34 @@ async def _both_own(a: int, b: int) -> bool:
     return all([await gauge(p, "reelforge_poller_owned_partitions") > 0 for p in (a, b)])
 
 
-@pytest.mark.parametrize("victim", ["intake", "dispatcher", "poller-kling", "storage", "notifier", "reconciler"])
+@pytest.mark.parametrize(
+    "victim", ["intake", "dispatcher", "poller-kling", "storage", "notifier", "reconciler"]
+)
 async def test_sigkill_of_a_service_mid_run_loses_no_job_and_duplicates_no_completion(
-    victim: str, stack: Stack, api: httpx.AsyncClient, outcomes: Outcomes, kafka: object,
+    victim: str,
+    stack: Stack,
+    api: httpx.AsyncClient,
+    outcomes: Outcomes,
+    kafka: object,
     receiver: Receiver,
 ) -> None:
     tag = secrets.token_hex(3)
     keys = [f"kill-{victim}-{tag}-{i}" for i in range(4)]
     for key in keys:  # over Kafka, so submissions do not depend on intake being up
-        await publish_request(kafka, RequestJob(subject=key, tenant_id="demo", request=JobRequest(  # type: ignore[arg-type]
-            prompt="a train crossing a bridge [render:3]", duration_s=5, policy="explicit",
-            provider="kling", callback_url=receiver.url)))
+        await publish_request(
+            kafka,
+            RequestJob(
+                subject=key,
+                tenant_id="demo",
+                request=JobRequest(  # type: ignore[arg-type]
+                    prompt="a train crossing a bridge [render:3]",
+                    duration_s=5,
+                    policy="explicit",
+                    provider="kling",
+                    callback_url=receiver.url,
+                ),
+            ),
+        )
     await asyncio.sleep(1.5)
     stack.kill(victim)
     await asyncio.sleep(1.0)

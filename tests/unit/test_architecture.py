@@ -9,13 +9,33 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 IO_LIBRARIES = {
-    "aiokafka", "faststream", "pymongo", "motor", "minio", "httpx", "requests", "urllib3",
-    "fastapi", "starlette", "uvicorn", "socket", "asyncio", "subprocess", "av", "cv2",
-    "prometheus_client", "boto3", "aiohttp",
+    "aiokafka",
+    "faststream",
+    "pymongo",
+    "motor",
+    "minio",
+    "httpx",
+    "requests",
+    "urllib3",
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "socket",
+    "asyncio",
+    "subprocess",
+    "av",
+    "cv2",
+    "prometheus_client",
+    "boto3",
+    "aiohttp",
 }
-PURE_MODULES = [ROOT / "shared" / "jobs.py", ROOT / "shared" / "routing.py",
-                ROOT / "shared" / "providers" / "catalog.py", ROOT / "shared" / "providers" / "errors.py",
-                *sorted((ROOT / "services").glob("*/logic.py"))]
+PURE_MODULES = [
+    ROOT / "shared" / "jobs.py",
+    ROOT / "shared" / "routing.py",
+    ROOT / "shared" / "providers" / "catalog.py",
+    ROOT / "shared" / "providers" / "errors.py",
+    *sorted((ROOT / "services").glob("*/logic.py")),
+]
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -48,7 +68,11 @@ def transitive_imports(path: Path) -> set[str]:
         seen_files.add(current)
         for module in imported_modules(current):
             found.add(module)
-            local = local_module_path(module) if module.split(".")[0] in {"shared", "services"} else None
+            local = (
+                local_module_path(module)
+                if module.split(".")[0] in {"shared", "services"}
+                else None
+            )
             if local is not None:
                 pending.append(local)
     return found

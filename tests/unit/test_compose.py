@@ -23,7 +23,9 @@ def services_in_code() -> set[str]:
 
 
 def test_compose_file_is_generated_from_the_stack_and_current() -> None:
-    assert COMPOSE.read_text() == render(), "run `python -m deploy.gen_compose` and commit the result"
+    assert COMPOSE.read_text() == render(), (
+        "run `python -m deploy.gen_compose` and commit the result"
+    )
 
 
 def test_every_service_in_the_code_has_a_compose_entry_running_the_project_image() -> None:
@@ -40,13 +42,20 @@ def test_infrastructure_uses_official_images_and_topics_are_created_first() -> N
     assert services["mongo"]["image"].startswith("mongo:")
     assert services["minio"]["image"].startswith("minio/minio")
     assert services["topics"]["command"] == ["python", "-m", "deploy.create_topics"]
-    assert services["intake"]["depends_on"]["topics"] == {"condition": "service_completed_successfully"}
+    assert services["intake"]["depends_on"]["topics"] == {
+        "condition": "service_completed_successfully"
+    }
 
 
 def test_docker_compose_config_accepts_the_file() -> None:
     binary = shutil.which("docker-compose")
     if binary is None:
         pytest.skip("docker-compose is not installed (deploy/system-deps.sh installs Debian's)")
-    result = subprocess.run([binary, "-f", str(COMPOSE), "config", "-q"], capture_output=True,
-                            text=True, timeout=60, check=False)
+    result = subprocess.run(
+        [binary, "-f", str(COMPOSE), "config", "-q"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr

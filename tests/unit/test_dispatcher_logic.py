@@ -1,22 +1,47 @@
 from __future__ import annotations
 
-from services.dispatcher.logic import Next, after_failure, attempts_to_submit, concurrency_limits, refund
+from services.dispatcher.logic import (
+    Next,
+    after_failure,
+    attempts_to_submit,
+    concurrency_limits,
+    refund,
+)
 from shared.jobs import Attempt, AttemptState, Job, JobRequest, ModelChoice
 from shared.providers.base import Failure, TaskRef
 from shared.providers.errors import FailureClass
 
-ROUTE = (ModelChoice(provider="kling", model="kling-v2-6"), ModelChoice(provider="runway", model="gen4.5"))
+ROUTE = (
+    ModelChoice(provider="kling", model="kling-v2-6"),
+    ModelChoice(provider="runway", model="gen4.5"),
+)
 
 
-def job_with(*attempts: Attempt, candidates: int = 1, budget: float | None = None, spent: float = 0.0) -> Job:
+def job_with(
+    *attempts: Attempt, candidates: int = 1, budget: float | None = None, spent: float = 0.0
+) -> Job:
     request = JobRequest(prompt="x", duration_s=5, candidates=candidates, budget_usd=budget)
-    return Job(job_id="job_1", tenant_id="t", request=request, route=ROUTE, spent_usd=spent,
-               attempts={a.attempt_id: a for a in attempts})
+    return Job(
+        job_id="job_1",
+        tenant_id="t",
+        request=request,
+        route=ROUTE,
+        spent_usd=spent,
+        attempts={a.attempt_id: a for a in attempts},
+    )
 
 
-def failed(attempt_id: str, provider: str = "kling", model: str = "kling-v2-6", candidate: int = 0) -> Attempt:
-    return Attempt(attempt_id=attempt_id, candidate=candidate, provider=provider, model=model,
-                   state=AttemptState.FAILED, task=TaskRef(provider=provider, model=model, task_id=attempt_id))
+def failed(
+    attempt_id: str, provider: str = "kling", model: str = "kling-v2-6", candidate: int = 0
+) -> Attempt:
+    return Attempt(
+        attempt_id=attempt_id,
+        candidate=candidate,
+        provider=provider,
+        model=model,
+        state=AttemptState.FAILED,
+        task=TaskRef(provider=provider, model=model, task_id=attempt_id),
+    )
 
 
 def failure(cls: FailureClass) -> Failure:
@@ -26,15 +51,23 @@ def failure(cls: FailureClass) -> Failure:
 def test_every_candidate_gets_one_attempt_and_a_written_ahead_one_is_reused() -> None:
     assert attempts_to_submit(job_with(candidates=3)) == [(0, "c0-0"), (1, "c1-0"), (2, "c2-0")]
     pending = Attempt(attempt_id="c0-0", provider="kling", model="kling-v2-6")
-    running = Attempt(attempt_id="c1-0", candidate=1, provider="kling", model="kling-v2-6",
-                      state=AttemptState.RUNNING, task=TaskRef(provider="kling", model="kling-v2-6", task_id="t"))
+    running = Attempt(
+        attempt_id="c1-0",
+        candidate=1,
+        provider="kling",
+        model="kling-v2-6",
+        state=AttemptState.RUNNING,
+        task=TaskRef(provider="kling", model="kling-v2-6", task_id="t"),
+    )
     assert attempts_to_submit(job_with(pending, running, candidates=2)) == [(0, "c0-0")]
 
 
 def test_a_retryable_failure_is_retried_once_on_the_same_model_then_falls_back() -> None:
     first = after_failure(job_with(failed("c0-0")), failure(FailureClass.MODERATION_OUTPUT), 1)
     assert first.next is Next.RETRY_SAME
-    second = after_failure(job_with(failed("c0-0"), failed("c0-1")), failure(FailureClass.MODERATION_OUTPUT), 1)
+    second = after_failure(
+        job_with(failed("c0-0"), failed("c0-1")), failure(FailureClass.MODERATION_OUTPUT), 1
+    )
     assert second.next is Next.FALLBACK and second.route_index == 1
 
 
@@ -51,9 +84,16 @@ def test_fallback_respects_the_budget() -> None:
 
 
 def test_a_failed_candidate_waits_while_another_is_still_running() -> None:
-    running = Attempt(attempt_id="c1-0", candidate=1, provider="kling", model="kling-v2-6",
-                      state=AttemptState.RUNNING)
-    decision = after_failure(job_with(failed("c0-0"), running, candidates=2), failure(FailureClass.TIMEOUT), 1)
+    running = Attempt(
+        attempt_id="c1-0",
+        candidate=1,
+        provider="kling",
+        model="kling-v2-6",
+        state=AttemptState.RUNNING,
+    )
+    decision = after_failure(
+        job_with(failed("c0-0"), running, candidates=2), failure(FailureClass.TIMEOUT), 1
+    )
     assert decision.next is Next.WAIT
 
 

@@ -34,14 +34,20 @@ class Harness:
         self.accepted: list[JobAccepted] = []
         self.registry = CollectorRegistry()
 
-        @self.broker.subscriber("jobs-accepted", group_id="test", ack_policy="ack")  # noqa: F821
+        @self.broker.subscriber("jobs-accepted", group_id="test", ack_policy="ack")
         async def seen(body: dict[str, Any]) -> None:
             self.accepted.append(JobAccepted.model_validate(body))
 
         self.deps = IntakeDeps(
-            settings=IntakeSettings(), repo=self.repo, broker=self.broker, blobs=FakeBlobStore(),
-            metrics=ServiceMetrics(self.registry, "intake"), tenants=TenantDirectory("key-a:ta,key-b:tb"),
-            providers={}, openai_base_url="https://gateway.example/v1")
+            settings=IntakeSettings(),
+            repo=self.repo,
+            broker=self.broker,
+            blobs=FakeBlobStore(),
+            metrics=ServiceMetrics(self.registry, "intake"),
+            tenants=TenantDirectory("key-a:ta,key-b:tb"),
+            providers={},
+            openai_base_url="https://gateway.example/v1",
+        )
         self.app = FastAPI()
         self.app.include_router(build_router(self.deps, LiveUpdates()))
 
@@ -60,7 +66,9 @@ async def client(h: Harness) -> AsyncIterator[httpx.AsyncClient]:
         yield c
 
 
-async def test_creates_a_job_records_it_then_announces_it(h: Harness, client: httpx.AsyncClient) -> None:
+async def test_creates_a_job_records_it_then_announces_it(
+    h: Harness, client: httpx.AsyncClient
+) -> None:
     response = await client.post("/v1/jobs", json=BODY, headers=A)
     assert response.status_code == 202
     job = response.json()
@@ -70,7 +78,9 @@ async def test_creates_a_job_records_it_then_announces_it(h: Harness, client: ht
     assert h.registry.get_sample_value("reelforge_jobs_created_total", {"source": "http"}) == 1
 
 
-async def test_same_idempotency_key_and_body_replays_the_job(h: Harness, client: httpx.AsyncClient) -> None:
+async def test_same_idempotency_key_and_body_replays_the_job(
+    h: Harness, client: httpx.AsyncClient
+) -> None:
     first = await client.post("/v1/jobs", json=BODY, headers={**A, "Idempotency-Key": "k"})
     second = await client.post("/v1/jobs", json=BODY, headers={**A, "Idempotency-Key": "k"})
     assert (first.status_code, second.status_code) == (202, 200)
@@ -79,14 +89,20 @@ async def test_same_idempotency_key_and_body_replays_the_job(h: Harness, client:
     assert len(h.repo.docs) == 1
 
 
-async def test_same_idempotency_key_with_another_body_is_a_conflict(client: httpx.AsyncClient) -> None:
+async def test_same_idempotency_key_with_another_body_is_a_conflict(
+    client: httpx.AsyncClient,
+) -> None:
     await client.post("/v1/jobs", json=BODY, headers={**A, "Idempotency-Key": "k"})
-    other = await client.post("/v1/jobs", json={**BODY, "prompt": "a cat"}, headers={**A, "Idempotency-Key": "k"})
+    other = await client.post(
+        "/v1/jobs", json={**BODY, "prompt": "a cat"}, headers={**A, "Idempotency-Key": "k"}
+    )
     assert other.status_code == 409
     assert "different request body" in other.json()["detail"]
 
 
-async def test_requests_no_model_can_serve_are_refused_with_reasons(client: httpx.AsyncClient) -> None:
+async def test_requests_no_model_can_serve_are_refused_with_reasons(
+    client: httpx.AsyncClient,
+) -> None:
     response = await client.post("/v1/jobs", json={**BODY, "duration_s": 20}, headers=A)
     assert response.status_code == 422
     assert "duration 20s not in [5, 10]" in response.json()["detail"]["refused"]["kling/kling-v2-6"]
@@ -120,7 +136,9 @@ async def test_lists_jobs_by_state_in_pages(client: httpx.AsyncClient) -> None:
     await client.post(f"/v1/jobs/{ids[0]}/cancel", headers=A)
     page = (await client.get("/v1/jobs", params={"limit": 2}, headers=A)).json()
     assert len(page["jobs"]) == 2 and page["next_cursor"]
-    rest = (await client.get("/v1/jobs", params={"limit": 2, "cursor": page["next_cursor"]}, headers=A)).json()
+    rest = (
+        await client.get("/v1/jobs", params={"limit": 2, "cursor": page["next_cursor"]}, headers=A)
+    ).json()
     assert len(rest["jobs"]) == 1
     cancelled = (await client.get("/v1/jobs", params={"state": "cancelled"}, headers=A)).json()
     assert [j["job_id"] for j in cancelled["jobs"]] == [ids[0]]
@@ -139,6 +157,8 @@ async def test_kafka_requests_use_the_same_path_and_bad_ones_are_dead_lettered(h
     assert next(iter(h.repo.docs.values()))["state"] == JobState.ACCEPTED.value
     with pytest.raises(PermanentError, match="unknown tenant"):
         await on_request_job(h.deps, command.model_copy(update={"tenant_id": "nobody"}))
-    impossible = RequestJob(subject="idem-2", tenant_id="ta", request=JobRequest(**{**BODY, "duration_s": 20}))
+    impossible = RequestJob(
+        subject="idem-2", tenant_id="ta", request=JobRequest(**{**BODY, "duration_s": 20})
+    )
     with pytest.raises(PermanentError, match="duration 20s"):
         await on_request_job(h.deps, impossible)

@@ -34,10 +34,17 @@ def _free_port() -> int:
 def _fake_spec(argv: list[str], *, healthy: bool, timeout: float = 5.0) -> ServerSpec:
     port = _free_port()
     return ServerSpec(
-        name="kafka", version="test", port=port, address=f"127.0.0.1:{port}",
-        startup_timeout=timeout, installed=lambda layout: True,
-        install=lambda layout, log: None, prepare=lambda layout: None,
-        command=lambda layout: argv, healthy=lambda layout: healthy, stop_timeout=5.0,
+        name="kafka",
+        version="test",
+        port=port,
+        address=f"127.0.0.1:{port}",
+        startup_timeout=timeout,
+        installed=lambda layout: True,
+        install=lambda layout, log: None,
+        prepare=lambda layout: None,
+        command=lambda layout: argv,
+        healthy=lambda layout: healthy,
+        stop_timeout=5.0,
     )
 
 
@@ -197,16 +204,25 @@ def test_prometheus_local_config_is_valid() -> None:
     if promtool is None:
         pytest.skip("promtool not installed")
     config = REPO_ROOT / "deploy" / "prometheus" / "prometheus.local.yml"
-    result = subprocess.run([promtool, "check", "config", str(config)], capture_output=True,
-                            text=True, timeout=30, check=False)
+    result = subprocess.run(
+        [promtool, "check", "config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_cli_error_is_one_line_without_traceback(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "deploy.localinfra", "up", "postgres"], cwd=REPO_ROOT,
-        env={**os.environ, "REELFORGE_CACHE": str(tmp_path)}, capture_output=True, text=True,
-        timeout=30, check=False,
+        [sys.executable, "-m", "deploy.localinfra", "up", "postgres"],
+        cwd=REPO_ROOT,
+        env={**os.environ, "REELFORGE_CACHE": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
     )
     assert result.returncode == 1
     assert result.stderr.startswith("error: unknown server(s): postgres")

@@ -13,8 +13,14 @@ import pytest
 from shared import media
 
 
-def make_mp4(path: Path | io.BytesIO, *, seconds: float = 2.0, fps: int = 12,
-             size: tuple[int, int] = (160, 96), audio: bool = False) -> None:
+def make_mp4(
+    path: Path | io.BytesIO,
+    *,
+    seconds: float = 2.0,
+    fps: int = 12,
+    size: tuple[int, int] = (160, 96),
+    audio: bool = False,
+) -> None:
     """A small H.264 (+ optional AAC) MP4 whose frames brighten over time."""
     width, height = size
     with av.open(path, mode="w", format="mp4") as out:

@@ -26,8 +26,15 @@ VIDEO = StoredVideo(bucket="b", object_key="videos/t/j/a1.mp4", sha256="0" * 64,
 
 
 def completed(job_id: str) -> JobCompleted:
-    return JobCompleted(subject=job_id, tenant_id="tenant-a", attempt_id="a1", provider="openai",
-                        model="sora-2", video=VIDEO, cost_usd=0.8)
+    return JobCompleted(
+        subject=job_id,
+        tenant_id="tenant-a",
+        attempt_id="a1",
+        provider="openai",
+        model="sora-2",
+        video=VIDEO,
+        cost_usd=0.8,
+    )
 
 
 Sent = list[tuple[Topic, Envelope]]
@@ -42,8 +49,12 @@ async def make_ctx(callback_url: str | None) -> tuple[NotifierContext, Sent, str
     async def publish(topic: Topic, event: Envelope) -> None:
         sent.append((topic, event))
 
-    ctx = NotifierContext(repo=repo, store=store, publish=publish,
-                          metrics=ServiceMetrics(CollectorRegistry(), "notifier"))
+    ctx = NotifierContext(
+        repo=repo,
+        store=store,
+        publish=publish,
+        metrics=ServiceMetrics(CollectorRegistry(), "notifier"),
+    )
     return ctx, sent, job.job_id
 
 
@@ -108,8 +119,9 @@ async def test_delivery_log_and_replay_need_the_admin_token() -> None:
     await store.insert(delivery)
     [claimed] = await store.claim_due(delivery.next_attempt_at, 60, 1)
     entry = AttemptLog(at=now(), status_code=410, duration_ms=1.0)
-    await store.finish_attempt(delivery.id, claimed.lease or "", entry, DeliveryState.DEAD,
-                               reason="gone")
+    await store.finish_attempt(
+        delivery.id, claimed.lease or "", entry, DeliveryState.DEAD, reason="gone"
+    )
     auth = {"authorization": "Bearer adm"}
     async with await api_client(store, "adm") as client:
         query = {"job_id": delivery.job_id}
@@ -128,6 +140,7 @@ async def test_delivery_log_and_replay_need_the_admin_token() -> None:
 
 async def test_admin_api_is_disabled_without_a_token() -> None:
     async with await api_client(FakeDeliveryStore(), "") as client:
-        response = await client.get("/v1/deliveries", params={"job_id": "x"},
-                                    headers={"authorization": "Bearer "})
+        response = await client.get(
+            "/v1/deliveries", params={"job_id": "x"}, headers={"authorization": "Bearer "}
+        )
         assert response.status_code == 403

@@ -48,7 +48,9 @@ class Clock:
 
 
 def make_deliverer(
-    store: FakeDeliveryStore, receiver: Receiver, clock: Clock,
+    store: FakeDeliveryStore,
+    receiver: Receiver,
+    clock: Clock,
     schedule: tuple[float, ...] = (5, 30),
 ) -> tuple[Deliverer, list[str], CollectorRegistry]:
     dead: list[str] = []
@@ -58,9 +60,17 @@ def make_deliverer(
 
     registry = CollectorRegistry()
     client = httpx.AsyncClient(transport=httpx.MockTransport(receiver.handle))
-    deliverer = Deliverer(store=store, client=client, dead_letter=dead_letter,
-                          metrics=ServiceMetrics(registry, "notifier"), master_secret=MASTER,
-                          schedule=schedule, jitter=0.0, clock=clock, rand=random.Random(1))
+    deliverer = Deliverer(
+        store=store,
+        client=client,
+        dead_letter=dead_letter,
+        metrics=ServiceMetrics(registry, "notifier"),
+        master_secret=MASTER,
+        schedule=schedule,
+        jitter=0.0,
+        clock=clock,
+        rand=random.Random(1),
+    )
     return deliverer, dead, registry
 
 
@@ -78,8 +88,10 @@ async def test_delivers_a_signed_webhook_the_receiver_verifies() -> None:
     assert stored.state is DeliveryState.DELIVERED
     assert stored.log[0].status_code == 204
     assert dead == []
-    assert registry.get_sample_value("reelforge_webhook_deliveries_total",
-                                     {"outcome": "delivered"}) == 1
+    assert (
+        registry.get_sample_value("reelforge_webhook_deliveries_total", {"outcome": "delivered"})
+        == 1
+    )
     assert registry.get_sample_value("reelforge_webhook_pending") == 0
 
 

@@ -21,8 +21,10 @@ def test_any_2xx_is_delivered(status: int) -> None:
     assert logic.decide(status, None, 1, (5,), AT).verdict is Verdict.DELIVERED
 
 
-@pytest.mark.parametrize(("status", "error"), [(500, None), (302, None), (404, None),
-                                               (429, None), (None, "ConnectTimeout: ...")])
+@pytest.mark.parametrize(
+    ("status", "error"),
+    [(500, None), (302, None), (404, None), (429, None), (None, "ConnectTimeout: ...")],
+)
 def test_other_answers_and_no_answer_are_retried_on_the_schedule(
     status: int | None, error: str | None
 ) -> None:
@@ -57,11 +59,17 @@ def test_jitter_stays_within_its_fraction() -> None:
     assert len({round(d or 0, 3) for d in delays}) > 50
 
 
-@pytest.mark.parametrize(("url", "ok"), [
-    ("https://example.com/hook", True), ("http://127.0.0.1:8080/x", True),
-    ("ftp://example.com/x", False), ("file:///etc/passwd", False), ("javascript:alert(1)", False),
-    ("https:///nohost", False),
-])
+@pytest.mark.parametrize(
+    ("url", "ok"),
+    [
+        ("https://example.com/hook", True),
+        ("http://127.0.0.1:8080/x", True),
+        ("ftp://example.com/x", False),
+        ("file:///etc/passwd", False),
+        ("javascript:alert(1)", False),
+        ("https:///nohost", False),
+    ],
+)
 def test_only_http_and_https_callback_urls_are_allowed(url: str, ok: bool) -> None:
     assert logic.callback_url_allowed(url) is ok
 

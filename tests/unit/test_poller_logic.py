@@ -6,14 +6,23 @@ import pytest
 from aiokafka.partitioner import murmur2 as aiokafka_murmur2
 
 from services.poller.logic import (
-    RenderTimes, Schedule, ScheduleConfig, murmur2, next_delay, partition_of, remaining_estimate,
+    RenderTimes,
+    Schedule,
+    ScheduleConfig,
+    murmur2,
+    next_delay,
+    partition_of,
+    remaining_estimate,
 )
 
 CFG = ScheduleConfig(min_interval_s=1.0, max_interval_s=60.0)
 
 
 def test_first_poll_comes_after_a_share_of_the_expected_render_time() -> None:
-    assert next_delay(elapsed=0, expected=60, progress=None, polls=0, provider_hint=None, cfg=CFG) == 18
+    assert (
+        next_delay(elapsed=0, expected=60, progress=None, polls=0, provider_hint=None, cfg=CFG)
+        == 18
+    )
 
 
 def test_progress_gives_the_remaining_time_and_the_poll_lands_just_after_it() -> None:
@@ -26,12 +35,20 @@ def test_progress_gives_the_remaining_time_and_the_poll_lands_just_after_it() ->
 
 
 def test_overdue_tasks_back_off_gently_and_never_past_the_cap() -> None:
-    assert next_delay(elapsed=70, expected=60, progress=None, polls=4, provider_hint=None, cfg=CFG) == 2.5
-    assert next_delay(elapsed=900, expected=60, progress=None, polls=9, provider_hint=None, cfg=CFG) == 60
+    assert (
+        next_delay(elapsed=70, expected=60, progress=None, polls=4, provider_hint=None, cfg=CFG)
+        == 2.5
+    )
+    assert (
+        next_delay(elapsed=900, expected=60, progress=None, polls=9, provider_hint=None, cfg=CFG)
+        == 60
+    )
 
 
 def test_the_providers_poll_hint_is_a_lower_bound() -> None:
-    assert next_delay(elapsed=59, expected=60, progress=None, polls=2, provider_hint=5, cfg=CFG) == 5
+    assert (
+        next_delay(elapsed=59, expected=60, progress=None, polls=2, provider_hint=5, cfg=CFG) == 5
+    )
 
 
 def test_fewer_polls_than_a_fixed_five_second_loop_for_a_minute_long_render() -> None:
@@ -40,8 +57,14 @@ def test_fewer_polls_than_a_fixed_five_second_loop_for_a_minute_long_render() ->
         progress = min(elapsed / render, 1.0) if elapsed > 0 else None
         if elapsed >= render:
             break
-        elapsed += next_delay(elapsed=elapsed, expected=50, progress=progress, polls=polls,
-                              provider_hint=None, cfg=CFG)
+        elapsed += next_delay(
+            elapsed=elapsed,
+            expected=50,
+            progress=progress,
+            polls=polls,
+            provider_hint=None,
+            cfg=CFG,
+        )
         polls += 1
     detection = elapsed - render
     assert polls <= 12 / 3  # the fixed 5 s loop makes 12 calls for this render

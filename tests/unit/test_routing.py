@@ -27,18 +27,25 @@ def test_cheapest_policy_orders_by_price() -> None:
 def test_best_quality_puts_the_highest_quality_first() -> None:
     first = route_of(JobRequest(prompt="x", duration_s=8, policy=Policy.BEST_QUALITY))[0]
     spec = find_model(*first.split("/"))
-    assert spec is not None and spec.quality == max(m.quality for m in MODELS
-                                                   if m.lifecycle.stage != "retired" and 8 in m.durations_s)
+    assert spec is not None and spec.quality == max(
+        m.quality for m in MODELS if m.lifecycle.stage != "retired" and 8 in m.durations_s
+    )
 
 
 def test_retired_sora_is_refused_with_the_date_unless_a_gateway_allows_it() -> None:
-    request = JobRequest(prompt="x", duration_s=8, policy=Policy.EXPLICIT, provider="openai",
-                         model="sora-2")
+    request = JobRequest(
+        prompt="x", duration_s=8, policy=Policy.EXPLICIT, provider="openai", model="sora-2"
+    )
     with pytest.raises(NoRoute) as refused:
         plan(request, MODELS, today=TODAY, enabled_providers=ALL)
     assert "2026-09-24" in refused.value.reasons["openai/sora-2"]
-    allowed = plan(request, MODELS, today=TODAY, enabled_providers=ALL,
-                   retired_allowed=lambda m: m.provider == "openai")
+    allowed = plan(
+        request,
+        MODELS,
+        today=TODAY,
+        enabled_providers=ALL,
+        retired_allowed=lambda m: m.provider == "openai",
+    )
     assert allowed.route[0].model == "sora-2"
 
 
@@ -54,13 +61,20 @@ def test_capabilities_are_checked_with_clear_reasons() -> None:
 
 def test_budget_below_the_quote_is_refused_before_anything_is_spent() -> None:
     request = JobRequest(prompt="x", duration_s=8, candidates=3, budget_usd=0.5)
-    with pytest.raises(NoRoute, match="exceeds the budget of 0.50 USD"):
+    with pytest.raises(NoRoute, match=r"exceeds the budget of 0\.50 USD"):
         plan(request, MODELS, today=TODAY, enabled_providers=ALL)
 
 
 def test_fallback_chain_keeps_the_callers_order() -> None:
-    request = JobRequest(prompt="x", duration_s=10, policy=Policy.FALLBACK_CHAIN, fallback_chain=(
-        ModelChoice(provider="runway", model="gen4.5"), ModelChoice(provider="kling", model="kling-v3")))
+    request = JobRequest(
+        prompt="x",
+        duration_s=10,
+        policy=Policy.FALLBACK_CHAIN,
+        fallback_chain=(
+            ModelChoice(provider="runway", model="gen4.5"),
+            ModelChoice(provider="kling", model="kling-v3"),
+        ),
+    )
     assert route_of(request) == ["runway/gen4.5", "kling/kling-v3"]
 
 
@@ -69,5 +83,7 @@ def test_no_fallback_keeps_only_the_first_choice() -> None:
 
 
 def test_disabled_providers_are_not_routed_to() -> None:
-    assert all(r.startswith("kling/") for r in route_of(JobRequest(prompt="x", duration_s=5),
-                                                        enabled=("kling",)))
+    assert all(
+        r.startswith("kling/")
+        for r in route_of(JobRequest(prompt="x", duration_s=5), enabled=("kling",))
+    )

@@ -1,17 +1,31 @@
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from shared.jobs import (
-    TERMINAL_STATES, TRANSITIONS, IllegalTransition, JobRequest, JobState, Policy,
-    check_transition, sources_of,
+    TERMINAL_STATES,
+    TRANSITIONS,
+    IllegalTransition,
+    JobRequest,
+    JobState,
+    Policy,
+    check_transition,
+    sources_of,
 )
 
 
 def test_happy_path_is_legal() -> None:
-    path = [JobState.ACCEPTED, JobState.QUEUED, JobState.SUBMITTING, JobState.RUNNING,
-            JobState.STORING, JobState.COMPLETED]
-    for current, target in zip(path, path[1:], strict=False):
+    path = [
+        JobState.ACCEPTED,
+        JobState.QUEUED,
+        JobState.SUBMITTING,
+        JobState.RUNNING,
+        JobState.STORING,
+        JobState.COMPLETED,
+    ]
+    for current, target in itertools.pairwise(path):
         check_transition(current, target)
 
 

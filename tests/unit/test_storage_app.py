@@ -46,8 +46,12 @@ async def test_a_task_succeeded_message_completes_the_job_through_the_broker() -
     await repo.create(job)
     buffer = io.BytesIO()
     make_mp4(buffer)
-    deps = Deps(repo=repo, blob=blob, providers={"openai": FakeProvider(data=buffer.getvalue())},
-                probe=probe_fake_blob)
+    deps = Deps(
+        repo=repo,
+        blob=blob,
+        providers={"openai": FakeProvider(data=buffer.getvalue())},
+        probe=probe_fake_blob,
+    )
     process = await create_app(StorageSettings(), deps)
     assert process.broker is not None
     finished: list[JobCompleted] = []
@@ -59,8 +63,11 @@ async def test_a_task_succeeded_message_completes_the_job_through_the_broker() -
         finished.append(event)
 
     async with TestKafkaBroker(process.broker) as broker:
-        await broker.publish(succeeded(job).model_dump_json().encode(), Topic.TASKS_SUCCEEDED.value,
-                             key=job.job_id.encode())
+        await broker.publish(
+            succeeded(job).model_dump_json().encode(),
+            Topic.TASKS_SUCCEEDED.value,
+            key=job.job_id.encode(),
+        )
         for _ in range(100):
             if finished:
                 break

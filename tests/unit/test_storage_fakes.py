@@ -44,8 +44,9 @@ class FakeProvider:
 
     @property
     def capabilities(self) -> ProviderCapabilities:
-        return ProviderCapabilities(cancel=False, delete=self.deletable, webhooks=False,
-                                    per_request_callback=False)
+        return ProviderCapabilities(
+            cancel=False, delete=self.deletable, webhooks=False, per_request_callback=False
+        )
 
     async def download(self, ref: TaskRef, output: VideoOutput) -> AsyncIterator[bytes]:
         if self.error is not None:
@@ -89,35 +90,65 @@ async def probe_fake_blob(blob: BlobStore, key: str) -> tuple[media.MediaInfo, b
     return media.probe_and_thumbnail(io.BytesIO(data))
 
 
-def make_job(*, candidates: int = 1, state: JobState = JobState.RUNNING,
-             attempt_state: AttemptState = AttemptState.SUBMITTED, provider: str = "openai",
-             callback_url: str | None = None) -> Job:
+def make_job(
+    *,
+    candidates: int = 1,
+    state: JobState = JobState.RUNNING,
+    attempt_state: AttemptState = AttemptState.SUBMITTED,
+    provider: str = "openai",
+    callback_url: str | None = None,
+) -> Job:
     job_id = random_id("job")
     task = TaskRef(provider=provider, model="sora-2", task_id=random_id("task"))
-    attempt = Attempt(attempt_id="a1", provider=provider, model="sora-2", state=attempt_state,
-                      task=task, cost_usd=0.8)
-    request = JobRequest(prompt="a cat", candidates=candidates, metadata={"order": "42"},
-                         callback_url=callback_url)  # type: ignore[arg-type]
-    return Job(job_id=job_id, tenant_id="tenant-a", request=request, state=state,
-               route=(ModelChoice(provider=provider, model="sora-2"),), attempts={"a1": attempt},
-               spent_usd=0.8)
+    attempt = Attempt(
+        attempt_id="a1",
+        provider=provider,
+        model="sora-2",
+        state=attempt_state,
+        task=task,
+        cost_usd=0.8,
+    )
+    request = JobRequest(
+        prompt="a cat", candidates=candidates, metadata={"order": "42"}, callback_url=callback_url
+    )  # type: ignore[arg-type]
+    return Job(
+        job_id=job_id,
+        tenant_id="tenant-a",
+        request=request,
+        state=state,
+        route=(ModelChoice(provider=provider, model="sora-2"),),
+        attempts={"a1": attempt},
+        spent_usd=0.8,
+    )
 
 
 def succeeded(job: Job, attempt_id: str = "a1") -> TaskSucceeded:
     task = job.attempts[attempt_id].task
     assert task is not None
-    return TaskSucceeded(subject=job.job_id, tenant_id=job.tenant_id, attempt_id=attempt_id,
-                         task=task, outputs=(VideoOutput(url="https://provider.example/v.mp4"),))
+    return TaskSucceeded(
+        subject=job.job_id,
+        tenant_id=job.tenant_id,
+        attempt_id=attempt_id,
+        task=task,
+        outputs=(VideoOutput(url="https://provider.example/v.mp4"),),
+    )
 
 
 def make_context(
-    repo: JobRepository, blob: BlobStore, provider: FakeProvider,
+    repo: JobRepository,
+    blob: BlobStore,
+    provider: FakeProvider,
     registry: CollectorRegistry | None = None,
 ) -> tuple[StorageContext, RecordingPublisher]:
     metrics = ServiceMetrics(registry or CollectorRegistry(), "storage")
     publisher = RecordingPublisher()
-    ctx = StorageContext(repo=repo, rehoster=Rehoster(blob, metrics, probe_fake_blob),
-                         providers={provider.name: provider}, publish=publisher, metrics=metrics)
+    ctx = StorageContext(
+        repo=repo,
+        rehoster=Rehoster(blob, metrics, probe_fake_blob),
+        providers={provider.name: provider},
+        publish=publisher,
+        metrics=metrics,
+    )
     return ctx, publisher
 
 

@@ -112,7 +112,7 @@ async def test_redelivery_after_completion_re_emits_the_same_completion_without_
 
     first, second = published.on(Topic.JOBS_FINISHED)
     assert first.id == second.id
-    assert first.model_dump(exclude={'time'}) == second.model_dump(exclude={'time'})
+    assert first.model_dump(exclude={"time"}) == second.model_dump(exclude={"time"})
     done = await repo.get(job.job_id)
     assert done is not None
     assert done.state is JobState.COMPLETED

@@ -21,8 +21,17 @@ def test_object_keys_are_deterministic_and_parse_back() -> None:
     assert logic.parse_object_key(keys.thumbnail) == logic.KeyRef("tenant-a", "job_1", "a1", False)
 
 
-@pytest.mark.parametrize("key", ["other/t/j/a.mp4", "videos/t/j.mp4", "videos/t/j/a.txt",
-                                 "videos//j/a.mp4", "videos/t/j/a/b.mp4", "videos/t/j/.mp4"])
+@pytest.mark.parametrize(
+    "key",
+    [
+        "other/t/j/a.mp4",
+        "videos/t/j.mp4",
+        "videos/t/j/a.txt",
+        "videos//j/a.mp4",
+        "videos/t/j/a/b.mp4",
+        "videos/t/j/.mp4",
+    ],
+)
 def test_keys_this_service_did_not_write_do_not_parse(key: str) -> None:
     assert logic.parse_object_key(key) is None
 
@@ -51,8 +60,9 @@ def test_an_attempt_already_stored_is_replayed_whatever_the_job_state() -> None:
     video = StoredVideo(bucket="b", object_key="k", sha256="0" * 64, size_bytes=1)
     for state in (JobState.STORING, JobState.COMPLETED, JobState.CANCELLED):
         job = make_job(state=state)
-        attempt = job.attempts["a1"].model_copy(update={"state": AttemptState.STORED,
-                                                        "video": video})
+        attempt = job.attempts["a1"].model_copy(
+            update={"state": AttemptState.STORED, "video": video}
+        )
         assert logic.plan_for(job, attempt) is Plan.REPLAY
 
 

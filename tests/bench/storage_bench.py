@@ -5,7 +5,7 @@ over a presigned URL -> thumbnail) and report peak RSS and throughput.
 The "provider" is a child process serving a real MP4 followed by a large MP4 `free` box, so the
 file is a valid video of the requested size (FFmpeg skips the padding). Target: < 150 MB RSS.
 
-    python bench/storage_bench.py [--size-mib 1024]     (needs `python -m deploy.localinfra up`)
+    python -m tests.bench.storage_bench [--size-mib 1024]     (needs `python -m deploy.localinfra up`)
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 CHUNK = 1 << 20
 

@@ -1,0 +1,95 @@
+"""Regenerate the README sections that mirror the code (`python -m deploy.docs`); a test fails
+when they are stale. Sections sit between `<!-- BEGIN name -->` and `<!-- END name -->`."""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.metrics import MetricWrapperBase
+
+from deploy.stack import ROOT
+from shared.metrics import ServiceMetrics
+from shared.providers.catalog import MODELS
+from shared.topics import TOPICS
+
+README = ROOT / "README.md"
+
+
+def models_table() -> str:
+    rows = [
+        "| provider | model | durations (s) | resolutions | ratios | i2v | audio | USD/s (720p) | "
+        "lifecycle |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for m in MODELS:
+        durations = (
+            f"{m.durations_s[0]}-{m.durations_s[-1]}"
+            if len(m.durations_s) > 4
+            else ", ".join(map(str, m.durations_s))
+        )
+        life = m.lifecycle.stage + (
+            f" (retires {m.lifecycle.retires_on})" if m.lifecycle.retires_on else ""
+        )
+        rows.append(
+            f"| {m.provider} | `{m.model}` | {durations} | {', '.join(m.resolutions)} | "
+            f"{', '.join(m.aspect_ratios)} | {'yes' if m.image_to_video else 'no'} | {m.audio} | "
+            f"{m.price_per_second_usd:.3f} | {life} |"
+        )
+    return "\n".join(rows)
+
+
+def topics_table() -> str:
+    rows = [
+        "| topic | partitions | producers | consumers (group) | DLQ | public | what |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for spec in TOPICS.values():
+        rows.append(
+            f"| `{spec.topic.value}` | {spec.partitions} | {', '.join(spec.producers)} | "
+            f"{', '.join(spec.consumers)} | {'`' + spec.dlq + '`' if spec.dlq else '-'} | "
+            f"{'yes' if spec.public else ''} | {spec.description} |"
+        )
+    return "\n".join(rows)
+
+
+def metrics_table() -> str:
+    metrics = ServiceMetrics(CollectorRegistry(), "docs")
+    found = [m for m in vars(metrics).values() if isinstance(m, MetricWrapperBase)]
+    rows = ["| metric | type | labels | meaning |", "|---|---|---|---|"]
+    for m in sorted(found, key=lambda m: m._name):
+        kind = m._type
+        name = m._name + ("_total" if kind == "counter" else "")
+        rows.append(
+            f"| `{name}` | {kind} | {', '.join(m._labelnames) or '-'} | {m._documentation} |"
+        )
+    return "\n".join(rows)
+
+
+SECTIONS: dict[str, Callable[[], str]] = {
+    "models": models_table,
+    "topics": topics_table,
+    "metrics": metrics_table,
+}
+
+
+def render(text: str) -> str:
+    for name, make in SECTIONS.items():
+        pattern = re.compile(rf"(<!-- BEGIN {name} -->\n)(?:.*?\n)?(<!-- END {name} -->)", re.S)
+        if not pattern.search(text):
+            raise ValueError(f"README has no section markers for {name!r}")
+        body = make()
+        text = pattern.sub(lambda m: m.group(1) + body + "\n" + m.group(2), text)  # noqa: B023
+    return text
+
+
+def main() -> int:
+    README.write_text(render(README.read_text()))
+    print("README sections regenerated")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
