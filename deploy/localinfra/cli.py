@@ -21,12 +21,17 @@ EPILOG = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m deploy.localinfra", epilog=EPILOG,
-                                     description="Install and run the real servers locally.")
+    parser = argparse.ArgumentParser(
+        prog="python -m deploy.localinfra",
+        epilog=EPILOG,
+        description="Install and run the real servers locally.",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
-    for name, help_text in (("install", "install pinned versions into the cache"),
-                            ("up", "install if needed and start; wait until healthy"),
-                            ("down", "stop the servers we started")):
+    for name, help_text in (
+        ("install", "install pinned versions into the cache"),
+        ("up", "install if needed and start; wait until healthy"),
+        ("down", "stop the servers we started"),
+    ):
         sub.add_parser(name, help=help_text).add_argument("names", nargs="*", metavar="NAME")
     sub.add_parser("status", help="show name, state, pid, address, version")
     sub.add_parser("env", help="print export lines for the endpoints")

@@ -100,8 +100,13 @@ def run(command: Sequence[str], layout: Layout, environ: Mapping[str, str], out:
             down(started, layout, environ, out)
 
 
-def _up(names: Sequence[str], layout: Layout, environ: Mapping[str, str], out: TextIO,
-        started: list[str]) -> int:
+def _up(
+    names: Sequence[str],
+    layout: Layout,
+    environ: Mapping[str, str],
+    out: TextIO,
+    started: list[str],
+) -> int:
     with _locked(layout):
         specs = _managed(resolve(names), environ, out)
         if _parallel(specs, lambda spec: _install_line(spec, layout, out, quiet=True), out):
@@ -120,8 +125,11 @@ def _install_line(spec: ServerSpec, layout: Layout, out: TextIO, quiet: bool = F
     if quiet and spec.installed(layout):
         return ""
     if not spec.installed(layout):
-        say(out, f"{spec.name:<11} installing {spec.shown_version()} "
-                 f"(log {layout.install_log(spec.name)}) ...")
+        say(
+            out,
+            f"{spec.name:<11} installing {spec.shown_version()} "
+            f"(log {layout.install_log(spec.name)}) ...",
+        )
     return lifecycle.install(spec, layout)
 
 
@@ -142,6 +150,7 @@ def _parallel(specs: list[ServerSpec], work: Callable[[ServerSpec], str], out: T
 
     Returns the exit code: 1 if any raised InfraError.
     """
+
     def guarded(spec: ServerSpec) -> bool:
         try:
             line = work(spec)

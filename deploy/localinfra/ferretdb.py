@@ -64,8 +64,15 @@ def _healthy(layout: Layout) -> bool:
 
 
 SPEC = ServerSpec(
-    name=NAME, version=f"ferretdb-{v.FERRETDB_VERSION}", port=MONGODB_PORT,
-    address=f"mongodb://{HOST}:{MONGODB_PORT}/", startup_timeout=30.0, installed=_installed,
-    install=_install, prepare=_prepare, command=_command, healthy=_healthy,
+    name=NAME,
+    version=f"ferretdb-{v.FERRETDB_VERSION}",
+    port=MONGODB_PORT,
+    address=f"mongodb://{HOST}:{MONGODB_PORT}/",
+    startup_timeout=30.0,
+    installed=_installed,
+    install=_install,
+    prepare=_prepare,
+    command=_command,
+    healthy=_healthy,
     extra_ports=((FERRETDB_DEBUG_PORT, "debug/metrics"),),
 )

@@ -20,19 +20,34 @@ def go_install(server: str, layout: Layout, package: str, gobin: Path, log: Path
     go = require_tool(server, "go")
     gobin.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="reelforge-go-") as scratch:
-        run_logged(server, [go, "install", "-v", package], log,
-                   env={**layout.go_env, "GOBIN": str(gobin)}, cwd=Path(scratch))
+        run_logged(
+            server,
+            [go, "install", "-v", package],
+            log,
+            env={**layout.go_env, "GOBIN": str(gobin)},
+            cwd=Path(scratch),
+        )
 
 
 def module_source(server: str, layout: Layout, module: str, log: Path) -> Path:
     """Download ``module`` (``path@version``) into the module cache; return its directory."""
     go = require_tool(server, "go")
-    run_logged(server, [go, "mod", "download", "-x", module], log, env=layout.go_env,
-               cwd=layout.root, what="module download")
+    run_logged(
+        server,
+        [go, "mod", "download", "-x", module],
+        log,
+        env=layout.go_env,
+        cwd=layout.root,
+        what="module download",
+    )
     try:
         out = subprocess.run(
-            [go, "mod", "download", "-json", module], capture_output=True, text=True,
-            env={**os.environ, **layout.go_env}, cwd=layout.root, check=True,
+            [go, "mod", "download", "-json", module],
+            capture_output=True,
+            text=True,
+            env={**os.environ, **layout.go_env},
+            cwd=layout.root,
+            check=True,
         ).stdout
         return Path(json.loads(out)["Dir"])
     except (subprocess.CalledProcessError, ValueError, KeyError) as exc:

@@ -31,8 +31,11 @@ def http_ok(url: str, timeout: float = 2.0) -> bool:
 def _bson_hello() -> bytes:
     db = b"admin\x00"
     body = (
-        b"\x10hello\x00" + struct.pack("<i", 1)
-        + b"\x02$db\x00" + struct.pack("<i", len(db)) + db
+        b"\x10hello\x00"
+        + struct.pack("<i", 1)
+        + b"\x02$db\x00"
+        + struct.pack("<i", len(db))
+        + db
         + b"\x00"
     )
     return struct.pack("<i", len(body) + 4) + body

@@ -17,8 +17,13 @@ NAME = "kafka"
 POM = REPO_ROOT / "deploy" / "kafka" / "pom.xml"
 LOG4J = REPO_ROOT / "deploy" / "kafka" / "log4j.properties"
 STARTED_LINE = "Kafka Server started"  # logged by KafkaRaftServer once the broker is serving
-JVM_OPTS = ["-Xmx512m", "-Xms256m", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
-            "-Djava.awt.headless=true"]
+JVM_OPTS = [
+    "-Xmx512m",
+    "-Xms256m",
+    "-XX:+UseG1GC",
+    "-XX:MaxGCPauseMillis=20",
+    "-Djava.awt.headless=true",
+]
 
 
 def home(layout: Layout) -> Path:
@@ -77,12 +82,24 @@ def _install(layout: Layout, log: Path) -> None:
     target = home(layout)
     staging = target / "libs.partial"
     shutil.rmtree(staging, ignore_errors=True)
-    run_logged(NAME, [
-        mvn, "-B", "-ntp", "-f", str(POM), "dependency:copy-dependencies",
-        f"-DoutputDirectory={staging}", f"-Dmaven.repo.local={layout.root / 'm2'}",
-        f"-Dkafka.version={v.KAFKA_VERSION}", f"-Dslf4j.version={v.KAFKA_SLF4J_VERSION}",
-        f"-Dreload4j.version={v.KAFKA_RELOAD4J_VERSION}",
-    ], log, what="maven dependency resolution")
+    run_logged(
+        NAME,
+        [
+            mvn,
+            "-B",
+            "-ntp",
+            "-f",
+            str(POM),
+            "dependency:copy-dependencies",
+            f"-DoutputDirectory={staging}",
+            f"-Dmaven.repo.local={layout.root / 'm2'}",
+            f"-Dkafka.version={v.KAFKA_VERSION}",
+            f"-Dslf4j.version={v.KAFKA_SLF4J_VERSION}",
+            f"-Dreload4j.version={v.KAFKA_RELOAD4J_VERSION}",
+        ],
+        log,
+        what="maven dependency resolution",
+    )
     shutil.rmtree(target / "libs", ignore_errors=True)
     staging.rename(target / "libs")
     write_stamp(target, NAME, v.KAFKA_VERSION)
@@ -98,17 +115,38 @@ def _prepare(layout: Layout) -> None:
     props.write_text(render_properties(log_dir), encoding="utf-8")
     if (log_dir / "meta.properties").exists():
         return
-    run_logged(NAME, [
-        java, *JVM_OPTS, f"-Dlog4j.configuration=file:{LOG4J}", "-cp", _classpath(layout),
-        "kafka.tools.StorageTool", "format", "-t", new_cluster_id(), "-c", str(props),
-        "--ignore-formatted",
-    ], layout.log_file(NAME), what="storage format")
+    run_logged(
+        NAME,
+        [
+            java,
+            *JVM_OPTS,
+            f"-Dlog4j.configuration=file:{LOG4J}",
+            "-cp",
+            _classpath(layout),
+            "kafka.tools.StorageTool",
+            "format",
+            "-t",
+            new_cluster_id(),
+            "-c",
+            str(props),
+            "--ignore-formatted",
+        ],
+        layout.log_file(NAME),
+        what="storage format",
+    )
 
 
 def _command(layout: Layout) -> list[str]:
     java = require_tool(NAME, "java")
-    return [java, *JVM_OPTS, f"-Dlog4j.configuration=file:{LOG4J}", "-cp", _classpath(layout),
-            "kafka.Kafka", str(_properties_path(layout))]
+    return [
+        java,
+        *JVM_OPTS,
+        f"-Dlog4j.configuration=file:{LOG4J}",
+        "-cp",
+        _classpath(layout),
+        "kafka.Kafka",
+        str(_properties_path(layout)),
+    ]
 
 
 def _healthy(layout: Layout) -> bool:
@@ -116,8 +154,16 @@ def _healthy(layout: Layout) -> bool:
 
 
 SPEC = ServerSpec(
-    name=NAME, version=v.KAFKA_VERSION, port=KAFKA_PORT, address=f"{HOST}:{KAFKA_PORT}",
-    startup_timeout=60.0, installed=_installed, install=_install, prepare=_prepare,
-    command=_command, healthy=_healthy, extra_ports=((KAFKA_CONTROLLER_PORT, "controller"),),
+    name=NAME,
+    version=v.KAFKA_VERSION,
+    port=KAFKA_PORT,
+    address=f"{HOST}:{KAFKA_PORT}",
+    startup_timeout=60.0,
+    installed=_installed,
+    install=_install,
+    prepare=_prepare,
+    command=_command,
+    healthy=_healthy,
+    extra_ports=((KAFKA_CONTROLLER_PORT, "controller"),),
     stop_timeout=30.0,
 )

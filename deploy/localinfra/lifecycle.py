@@ -78,8 +78,9 @@ def ensure_running(spec: ServerSpec, layout: Layout) -> tuple[bool, str]:
         procs.stop(record, timeout=5.0)
         layout.pid_file(spec.name).unlink(missing_ok=True)
         raise
-    return True, (f"{spec.name:<11} started pid {process.pid} at {spec.address}, "
-                  f"healthy in {_secs(began)}")
+    return True, (
+        f"{spec.name:<11} started pid {process.pid} at {spec.address}, healthy in {_secs(began)}"
+    )
 
 
 def stop(spec: ServerSpec, layout: Layout) -> str:
@@ -113,11 +114,15 @@ def _wait_healthy(
         if spec.healthy(layout):
             return
         if process is not None and process.poll() is not None:
-            raise InfraError(f"{spec.name}: exited with code {process.returncode} while starting; "
-                             f"last lines of {log}:\n{tail(log)}")
+            raise InfraError(
+                f"{spec.name}: exited with code {process.returncode} while starting; "
+                f"last lines of {log}:\n{tail(log)}"
+            )
         time.sleep(0.25)
-    raise InfraError(f"{spec.name}: not healthy within {spec.startup_timeout:.0f}s; "
-                     f"last lines of {log}:\n{tail(log)}")
+    raise InfraError(
+        f"{spec.name}: not healthy within {spec.startup_timeout:.0f}s; "
+        f"last lines of {log}:\n{tail(log)}"
+    )
 
 
 def _rotate(log: Path) -> None:

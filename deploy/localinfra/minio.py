@@ -45,8 +45,13 @@ def _prepare(layout: Layout) -> None:
 
 def _command(layout: Layout) -> list[str]:
     return [
-        str(_binary(layout)), "server", str(layout.data(NAME)),
-        "--address", f"{HOST}:{MINIO_PORT}", "--console-address", f"{HOST}:{MINIO_CONSOLE_PORT}",
+        str(_binary(layout)),
+        "server",
+        str(layout.data(NAME)),
+        "--address",
+        f"{HOST}:{MINIO_PORT}",
+        "--console-address",
+        f"{HOST}:{MINIO_CONSOLE_PORT}",
     ]
 
 
@@ -64,7 +69,15 @@ def _healthy(layout: Layout) -> bool:
 
 
 SPEC = ServerSpec(
-    name=NAME, version=v.MINIO_VERSION, port=MINIO_PORT, address=f"http://{HOST}:{MINIO_PORT}",
-    startup_timeout=30.0, installed=_installed, install=_install, prepare=_prepare,
-    command=_command, healthy=_healthy, environment=_environment,
+    name=NAME,
+    version=v.MINIO_VERSION,
+    port=MINIO_PORT,
+    address=f"http://{HOST}:{MINIO_PORT}",
+    startup_timeout=30.0,
+    installed=_installed,
+    install=_install,
+    prepare=_prepare,
+    command=_command,
+    healthy=_healthy,
+    environment=_environment,
 )

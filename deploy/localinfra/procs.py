@@ -47,8 +47,11 @@ def read_record(path: Path) -> PidRecord | None:
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
         return PidRecord(
-            pid=int(raw["pid"]), argv=[str(a) for a in raw["argv"]], version=str(raw["version"]),
-            address=str(raw["address"]), started_at=float(raw["started_at"]),
+            pid=int(raw["pid"]),
+            argv=[str(a) for a in raw["argv"]],
+            version=str(raw["version"]),
+            address=str(raw["address"]),
+            started_at=float(raw["started_at"]),
         )
     except (OSError, ValueError, KeyError, TypeError):
         return None
@@ -110,8 +113,7 @@ def port_conflict(server: str, host: str, port: int, role: str, setting: str) ->
     who = f"pid {pid}" if pid is not None else "pid unknown"
     what = f"{host}:{port}" + (f" ({role})" if role else "")
     return (
-        f"{server}: {what} is in use by another process ({who}); "
-        f"stop it or set {setting} to use it"
+        f"{server}: {what} is in use by another process ({who}); stop it or set {setting} to use it"
     )
 
 
@@ -123,8 +125,13 @@ def start(
     with log.open("ab") as out:
         try:
             process = subprocess.Popen(
-                list(argv), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env={**os.environ, **env}, cwd=cwd, start_new_session=True,
+                list(argv),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, **env},
+                cwd=cwd,
+                start_new_session=True,
             )
         except OSError as exc:
             raise InfraError(f"cannot start {argv[0]}: {exc}") from exc

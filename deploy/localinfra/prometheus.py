@@ -24,8 +24,13 @@ CONFIG = REPO_ROOT / "deploy" / "prometheus" / "prometheus.local.yml"
 def installed_version() -> str:
     """The version reported by the installed binary, or "missing"."""
     try:
-        out = subprocess.run([v.PROMETHEUS_BINARY, "--version"], capture_output=True, text=True,
-                             timeout=10, check=False)
+        out = subprocess.run(
+            [v.PROMETHEUS_BINARY, "--version"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return "missing"
     words = (out.stdout or out.stderr).split()
@@ -44,8 +49,13 @@ def _install(layout: Layout, log: Path) -> None:
         )
     env = {"DEBIAN_FRONTEND": "noninteractive"}
     run_logged(NAME, ["apt-get", "update"], log, env=env, what="apt-get update")
-    run_logged(NAME, ["apt-get", "install", "-y", "--no-install-recommends",
-                      v.PROMETHEUS_DEBIAN_PACKAGE], log, env=env, what="apt-get install")
+    run_logged(
+        NAME,
+        ["apt-get", "install", "-y", "--no-install-recommends", v.PROMETHEUS_DEBIAN_PACKAGE],
+        log,
+        env=env,
+        what="apt-get install",
+    )
     installed_version.cache_clear()
 
 
@@ -68,8 +78,15 @@ def _healthy(layout: Layout) -> bool:
 
 
 SPEC = ServerSpec(
-    name=NAME, version=f"debian-{v.PROMETHEUS_DEBIAN_PACKAGE}", port=PROMETHEUS_PORT,
-    address=f"http://{HOST}:{PROMETHEUS_PORT}", startup_timeout=30.0, installed=_installed,
-    install=_install, prepare=_prepare, command=_command, healthy=_healthy,
+    name=NAME,
+    version=f"debian-{v.PROMETHEUS_DEBIAN_PACKAGE}",
+    port=PROMETHEUS_PORT,
+    address=f"http://{HOST}:{PROMETHEUS_PORT}",
+    startup_timeout=30.0,
+    installed=_installed,
+    install=_install,
+    prepare=_prepare,
+    command=_command,
+    healthy=_healthy,
     live_version=installed_version,
 )

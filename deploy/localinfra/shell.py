@@ -44,8 +44,13 @@ def run_logged(
         out.flush()
         try:
             code = subprocess.run(
-                list(argv), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env=full_env, cwd=cwd, check=False,
+                list(argv),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=full_env,
+                cwd=cwd,
+                check=False,
             ).returncode
         except OSError as exc:
             raise InfraError(f"{server}: cannot run {argv[0]}: {exc}") from exc
