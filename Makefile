@@ -44,6 +44,7 @@ emulator: setup
 
 demo: setup
 	$(INFRA) up
+	$(BIN)/python -m deploy.proof
 	$(BIN)/python -m deploy.create_topics
 	$(BIN)/python -m deploy.demo
 

@@ -92,7 +92,9 @@ async def publish(broker: KafkaBroker, topic: Topic | str, event: Envelope) -> N
     )
 
 
-async def dead_letter(broker: KafkaBroker, msg: KafkaMessage, reason: str, error: str) -> None:
+async def dead_letter(
+    broker: KafkaBroker, msg: KafkaMessage, dlq: str | None, reason: str, error: str
+) -> None:
     raw = msg.raw_message
     assert not isinstance(raw, tuple)
     record = DlqRecord(
@@ -104,12 +106,11 @@ async def dead_letter(broker: KafkaBroker, msg: KafkaMessage, reason: str, error
         error_type=error,
         payload=msg.body.decode(errors="replace"),
     )
-    spec = TOPICS[Topic(raw.topic)]
-    if spec.dlq is None:
+    if dlq is None:
         log.error("dropping undecodable message from %s (no DLQ by design): %s", raw.topic, reason)
         return
     body = TypeAdapter(DlqRecord).dump_json(record)
-    await broker.publish(body, spec.dlq, key=raw.key, headers={"reason": reason[:200]})
+    await broker.publish(body, dlq, key=raw.key, headers={"reason": reason[:200]})
     log.warning("dead-lettered %s[%s]@%s: %s", raw.topic, raw.partition, raw.offset, reason)
 
 
@@ -133,6 +134,7 @@ def consume(
     max_redeliveries: int = 3,
     on_dead_letter: OnDeadLetter | None = None,
     auto_offset_reset: Literal["earliest", "latest"] = "earliest",
+    name: str | None = None,
     **subscriber_options: Any,
 ) -> None:
     """Register `handle` on `topic` for consumer group `group_id` with the policy above.
@@ -141,10 +143,12 @@ def consume(
     committed); callers must say why that is right where they use it."""
     policy = retry or RetryPolicy()
     failures: dict[tuple[int, int], int] = {}
+    topic_name = name or topic.value  # `name` only for tests on throwaway topics
+    dlq = f"{topic_name}-dlq" if TOPICS[topic].dlq else None
 
     async def on_message(msg: KafkaMessage) -> None:
         async def reject(reason: str, error: str) -> None:
-            await dead_letter(broker, msg, reason, error)
+            await dead_letter(broker, msg, dlq, reason, error)
             if on_dead_letter:
                 on_dead_letter(topic.value, error)
 
@@ -172,7 +176,7 @@ def consume(
             failures.pop(where, None)
 
     broker.subscriber(
-        topic.value,
+        topic_name,
         group_id=group_id,
         ack_policy=ack_policy,
         auto_offset_reset=auto_offset_reset,

@@ -164,6 +164,7 @@ class ServiceProcess:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        _check_port_free(self.settings)
         for hook in self.on_start:
             await hook()
         if self.broker is not None:
@@ -208,6 +209,20 @@ class ServiceProcess:
         for hook in self.on_stop:
             with contextlib.suppress(Exception):
                 await hook()
+
+
+def _check_port_free(settings: ServiceSettings) -> None:
+    if not settings.metrics_port:
+        return
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((settings.metrics_host, settings.metrics_port))
+        except OSError as exc:
+            prefix = str(settings.model_config.get("env_prefix", ""))
+            raise ConfigurationError(
+                f"{prefix}METRICS_PORT",
+                f"{settings.metrics_host}:{settings.metrics_port} is already in use ({exc.strerror})",
+            ) from exc
 
 
 class _ServiceHttpServer(uvicorn.Server):

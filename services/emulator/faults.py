@@ -12,6 +12,7 @@ sequence give the same faults. Prompt triggers force an outcome for one task:
   [fail:malformed]          status calls answer an invalid JSON body
   [render:2.5] [queue:1]    this task's render / queue seconds
   [face] [noface]           force the composited face on or off
+  [fullsize]                render at the requested size even when RENDER_SCALE < 1
   [fail:internal@runway]    any trigger scoped to one provider (`@name`): others ignore it
 """
 

@@ -213,8 +213,12 @@ class Renderer:
         self._inflight: dict[str, asyncio.Future[RenderedVideo]] = {}
         data_dir.mkdir(parents=True, exist_ok=True)
 
+    def scale_for(self, spec: RenderSpec) -> float:
+        """`[fullsize]` in the prompt renders at the requested size whatever RENDER_SCALE says."""
+        return 1.0 if "[fullsize]" in spec.prompt.lower() else self.scale
+
     def paths(self, spec: RenderSpec) -> RenderedVideo:
-        key = spec.scaled(self.scale).cache_key()
+        key = spec.scaled(self.scale_for(spec)).cache_key()
         return RenderedVideo(self.data_dir / f"{key}.mp4", self.data_dir / f"{key}.webp")
 
     def _start(self, spec: RenderSpec) -> asyncio.Future[RenderedVideo] | RenderedVideo:
@@ -225,7 +229,7 @@ class Renderer:
         future = self._inflight.get(key)
         if future is None:
             loop = asyncio.get_running_loop()
-            scaled = spec.scaled(self.scale)
+            scaled = spec.scaled(self.scale_for(spec))
             future = loop.run_in_executor(
                 self._executor, render_to_files, scaled, target.video_path, target.thumbnail_path
             )
