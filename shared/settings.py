@@ -62,7 +62,7 @@ class InfraSettings(BaseSettings):
     prometheus_url: str = Field(
         validation_alias=AliasChoices("PROMETHEUS_URL", "prometheus_url"),
         default="http://127.0.0.1:19090",
-        description="Prometheus HTTP API (used by the demo's live proof and the observability tests).",
+        description="Prometheus HTTP API (the demo's live proof, the observability tests).",
     )
     connect_timeout_s: float = Field(
         validation_alias=AliasChoices("CONNECT_TIMEOUT_S", "connect_timeout_s"),

@@ -9,7 +9,7 @@ from typing import Any
 
 from shared.blobstore import BlobInfo, BlobNotFound, PutResult
 from shared.jobs import Job, JobState, now, sources_of
-from shared.repository import Created, Page, from_document, task_key, to_document, encode_changes
+from shared.repository import Created, Page, encode_changes, from_document, task_key, to_document
 
 
 class FakeJobRepository:
@@ -37,16 +37,25 @@ class FakeJobRepository:
         return None
 
     async def transition(
-        self, job_id: str, target: JobState, changes: dict[str, Any] | None = None, *,
+        self,
+        job_id: str,
+        target: JobState,
+        changes: dict[str, Any] | None = None,
+        *,
         expected: Iterable[JobState] | None = None,
     ) -> Job | None:
         allowed = set(sources_of(target))
         if expected is not None:
             allowed &= set(expected)
-        return await self.update(job_id, {**(changes or {}), "state": target}, expected_states=allowed)
+        return await self.update(
+            job_id, {**(changes or {}), "state": target}, expected_states=allowed
+        )
 
     async def update(
-        self, job_id: str, changes: dict[str, Any], *,
+        self,
+        job_id: str,
+        changes: dict[str, Any],
+        *,
         expected_states: Iterable[JobState] | None = None,
         expected_version: int | None = None,
         index_task: tuple[str, str] | None = None,
@@ -65,14 +74,22 @@ class FakeJobRepository:
             doc["task_ids"].append(task_key(*index_task))
         return from_document(doc)
 
-    async def list(
-        self, tenant_id: str, *, state: JobState | None = None, limit: int = 50,
+    async def list_jobs(
+        self,
+        tenant_id: str,
+        *,
+        state: JobState | None = None,
+        limit: int = 50,
         cursor: str | None = None,
     ) -> Page:
         docs = sorted(
-            (d for d in self.docs.values() if d["tenant_id"] == tenant_id
-             and (state is None or d["state"] == state.value)),
-            key=lambda d: (d["created_at"], d["_id"]), reverse=True,
+            (
+                d
+                for d in self.docs.values()
+                if d["tenant_id"] == tenant_id and (state is None or d["state"] == state.value)
+            ),
+            key=lambda d: (d["created_at"], d["_id"]),
+            reverse=True,
         )
         start = 0
         if cursor:
@@ -88,8 +105,11 @@ class FakeJobRepository:
         self, states: Iterable[JobState], updated_before: datetime, limit: int = 100
     ) -> list[Job]:
         wanted = {s.value for s in states}
-        return [from_document(d) for d in self.docs.values()
-                if d["state"] in wanted and d["updated_at"] < updated_before][:limit]
+        return [
+            from_document(d)
+            for d in self.docs.values()
+            if d["state"] in wanted and d["updated_at"] < updated_before
+        ][:limit]
 
     async def find_by_task(self, provider: str, task_id: str) -> Job | None:
         for doc in self.docs.values():
@@ -99,29 +119,47 @@ class FakeJobRepository:
 
     async def count_in_state(self, states: Iterable[JobState], provider: str | None = None) -> int:
         wanted = {s.value for s in states}
-        return sum(1 for d in self.docs.values() if d["state"] in wanted
-                   and (provider is None or (d["route"] and d["route"][0]["provider"] == provider)))
-
+        return sum(
+            1
+            for d in self.docs.values()
+            if d["state"] in wanted
+            and (provider is None or (d["route"] and d["route"][0]["provider"] == provider))
+        )
 
     async def next_queued(self, provider: str, limit: int, at: datetime) -> list[Job]:
-        docs = [d for d in self.docs.values() if d["state"] == "queued"
-                and d["active_provider"] == provider
-                and (d["not_before"] is None or d["not_before"] <= at)]
+        docs = [
+            d
+            for d in self.docs.values()
+            if d["state"] == "queued"
+            and d["active_provider"] == provider
+            and (d["not_before"] is None or d["not_before"] <= at)
+        ]
         docs.sort(key=lambda d: (d["queued_at"], d["_id"]))
         return [from_document(d) for d in docs[:limit]]
 
     async def count_queued_before(self, provider: str, queued_at: datetime) -> int:
-        return sum(1 for d in self.docs.values() if d["state"] == "queued"
-                   and d["active_provider"] == provider and d["queued_at"] < queued_at)
+        return sum(
+            1
+            for d in self.docs.values()
+            if d["state"] == "queued"
+            and d["active_provider"] == provider
+            and d["queued_at"] < queued_at
+        )
 
     async def with_active_tasks(self, provider: str, limit: int = 100_000) -> list[Job]:
         states = {"submitting", "running", "storing", "scoring"}
-        return [from_document(d) for d in self.docs.values()
-                if d["state"] in states and d["active_provider"] == provider][:limit]
+        return [
+            from_document(d)
+            for d in self.docs.values()
+            if d["state"] in states and d["active_provider"] == provider
+        ][:limit]
 
     async def inflight_slots(self, provider: str) -> int:
-        return sum(d["request"]["candidates"] for d in self.docs.values()
-                   if d["state"] in ("submitting", "running") and d["active_provider"] == provider)
+        return sum(
+            d["request"]["candidates"]
+            for d in self.docs.values()
+            if d["state"] in ("submitting", "running") and d["active_provider"] == provider
+        )
 
 
 def _set_path(doc: dict[str, Any], path: str, value: Any) -> None:
@@ -140,7 +178,10 @@ class FakeBlobStore:
         return None
 
     async def put_stream(
-        self, key: str, chunks: AsyncIterator[bytes], content_type: str = "application/octet-stream",
+        self,
+        key: str,
+        chunks: AsyncIterator[bytes],
+        content_type: str = "application/octet-stream",
         metadata: dict[str, str] | None = None,
     ) -> PutResult:
         data = b"".join([c async for c in chunks])
@@ -150,6 +191,7 @@ class FakeBlobStore:
     async def put_bytes(self, key: str, data: bytes, content_type: str) -> PutResult:
         async def one() -> AsyncIterator[bytes]:
             yield data
+
         return await self.put_stream(key, one(), content_type)
 
     async def get_stream(self, key: str) -> AsyncIterator[bytes]:
@@ -170,5 +212,8 @@ class FakeBlobStore:
         return f"fake://{self.bucket}/{key}?expires={expires_s}"
 
     async def list_older_than(self, prefix: str, before: datetime) -> list[BlobInfo]:
-        return [BlobInfo(k, len(v[0]), v[3], v[1], v[2]) for k, v in self.objects.items()
-                if k.startswith(prefix) and v[3] < before]
+        return [
+            BlobInfo(k, len(v[0]), v[3], v[1], v[2])
+            for k, v in self.objects.items()
+            if k.startswith(prefix) and v[3] < before
+        ]

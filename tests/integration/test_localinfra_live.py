@@ -23,8 +23,9 @@ def _states(output: str) -> dict[str, str]:
 
 
 def _status() -> dict[str, str]:
-    result = subprocess.run([*LAUNCHER, "status"], cwd=REPO_ROOT, capture_output=True, text=True,
-                            timeout=60, check=True)
+    result = subprocess.run(
+        [*LAUNCHER, "status"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60, check=True
+    )
     return _states(result.stdout)
 
 
@@ -32,8 +33,13 @@ def _status() -> dict[str, str]:
 def test_status_inside_run_reports_every_server_running_and_run_restores_states() -> None:
     before = _status()
     inside = subprocess.run(
-        [*LAUNCHER, "run", "--", *LAUNCHER, "status"], cwd=REPO_ROOT, capture_output=True,
-        text=True, timeout=1100, check=False, env=dict(os.environ),
+        [*LAUNCHER, "run", "--", *LAUNCHER, "status"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=1100,
+        check=False,
+        env=dict(os.environ),
     )
     assert inside.returncode == 0, inside.stderr
     states = _states(inside.stdout)

@@ -120,9 +120,14 @@ async def _run_until(predicate: Any, loop_fn: Any, limit_s: float = 20.0) -> Non
 async def test_webhook_is_verified_retried_after_a_500_and_dead_lettered_when_exhausted(
     mongo_repo: MongoJobRepository, mongo_store: Any, receiver_factory: Any
 ) -> None:
-    settings = NotifierSettings().model_copy(update={
-        "webhook_master_secret": SecretStr(MASTER), "retry_schedule_s": (0.2, 0.2),
-        "retry_jitter": 0.0, "delivery_poll_s": 0.05})
+    settings = NotifierSettings().model_copy(
+        update={
+            "webhook_master_secret": SecretStr(MASTER),
+            "retry_schedule_s": (0.2, 0.2),
+            "retry_jitter": 0.0,
+            "delivery_poll_s": 0.05,
+        }
+    )
     store = mongo_store()
     await store.ensure_indexes()
     process = await create_app(settings, Deps(repo=mongo_repo, store=store))
@@ -140,8 +145,12 @@ async def test_webhook_is_verified_retried_after_a_500_and_dead_lettered_when_ex
         async def to_kafka(topic: Topic, event: Envelope) -> None:
             await publish(broker, topic, event)
 
-        ctx = NotifierContext(repo=mongo_repo, store=store, publish=to_kafka,
-                              metrics=ServiceMetrics(CollectorRegistry(), "notifier"))
+        ctx = NotifierContext(
+            repo=mongo_repo,
+            store=store,
+            publish=to_kafka,
+            metrics=ServiceMetrics(CollectorRegistry(), "notifier"),
+        )
         for job in (ok_job, dead_job):
             await on_job_outcome(ctx, completed(job.job_id))
 
@@ -168,8 +177,11 @@ async def test_webhook_is_verified_retried_after_a_500_and_dead_lettered_when_ex
 
 async def _dlq_record_for(settings: NotifierSettings, job_id: str) -> dict[str, Any]:
     consumer = AIOKafkaConsumer(
-        "jobs-finished-dlq", bootstrap_servers=settings.kafka_bootstrap_servers,
-        auto_offset_reset="earliest", enable_auto_commit=False, group_id=None,
+        "jobs-finished-dlq",
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
     )
     await consumer.start()
     try:

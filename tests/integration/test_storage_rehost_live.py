@@ -77,8 +77,13 @@ async def test_rehosts_a_real_mp4_into_minio_with_checksum_probe_and_thumbnail(
     provider = HttpProvider(url)
     metrics = ServiceMetrics(CollectorRegistry(), "storage")
     published = RecordingPublisher()
-    ctx = StorageContext(repo=mongo_repo, rehoster=Rehoster(minio_store, metrics),
-                         providers={"openai": provider}, publish=published, metrics=metrics)
+    ctx = StorageContext(
+        repo=mongo_repo,
+        rehoster=Rehoster(minio_store, metrics),
+        providers={"openai": provider},
+        publish=published,
+        metrics=metrics,
+    )
 
     await on_task_succeeded(ctx, succeeded(job))
     await on_task_succeeded(ctx, succeeded(job))  # a redelivery changes nothing
