@@ -215,6 +215,8 @@ def _check_port_free(settings: ServiceSettings) -> None:
     if not settings.metrics_port:
         return
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # As uvicorn binds: connections of a stopped process in TIME_WAIT must not count.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((settings.metrics_host, settings.metrics_port))
         except OSError as exc:

@@ -71,7 +71,9 @@ def plan_for(job: Job, attempt: Attempt) -> Plan:
         return Plan.REPLAY
     if job.state.terminal:
         return Plan.DISCARD
-    if job.state in (JobState.RUNNING, JobState.STORING, JobState.SCORING):
+    # SUBMITTING too: a fast provider's result can arrive before the dispatcher marks the job
+    # running (the state machine allows submitting -> storing).
+    if job.state in (JobState.SUBMITTING, JobState.RUNNING, JobState.STORING, JobState.SCORING):
         return Plan.STORE
     return Plan.WAIT
 

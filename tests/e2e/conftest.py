@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import threading
 import time
 from collections import defaultdict
@@ -16,6 +17,7 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer
 from faststream.kafka import KafkaBroker
+from pymongo import AsyncMongoClient
 
 from deploy.stack import Stack, default_specs
 from shared.events import RequestJob
@@ -46,12 +48,27 @@ FAST_ENV = {
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     asyncio.run(ensure_topics(InfraSettings().kafka_bootstrap_servers))
     run_dir = Path(tmp_path_factory.mktemp("stack"))
-    s = Stack(default_specs(render_seconds=2.0), run_dir, extra_env=FAST_ENV)
+    # A database of its own per session: leftovers of an aborted earlier run cannot leak in.
+    database = f"reelforge_e2e_{secrets.token_hex(3)}"
+    s = Stack(
+        default_specs(render_seconds=2.0),
+        run_dir,
+        extra_env={**FAST_ENV, "MONGODB_DATABASE": database},
+    )
     try:
         s.start_all(timeout_s=120)
         yield s
     finally:
         s.stop_all()
+        asyncio.run(_drop_database(database))
+
+
+async def _drop_database(name: str) -> None:
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(InfraSettings().mongodb_uri)
+    try:
+        await client.drop_database(name)
+    finally:
+        await client.close()
 
 
 class Outcomes:

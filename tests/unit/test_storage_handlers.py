@@ -230,14 +230,25 @@ async def test_unknown_job_is_a_permanent_error(
         await on_task_succeeded(ctx, succeeded(make_job()))
 
 
-async def test_job_not_running_yet_is_retried_later(
+async def test_job_not_submitted_yet_is_retried_later(
+    repo: FakeJobRepository, blob: FakeBlobStore, mp4: bytes
+) -> None:
+    job = make_job(state=JobState.QUEUED)
+    await repo.create(job)
+    ctx, _ = make_context(repo, blob, FakeProvider(data=mp4))
+    with pytest.raises(TransientError):
+        await on_task_succeeded(ctx, succeeded(job))
+
+
+async def test_a_result_that_beats_the_dispatchers_running_mark_is_stored(
     repo: FakeJobRepository, blob: FakeBlobStore, mp4: bytes
 ) -> None:
     job = make_job(state=JobState.SUBMITTING)
     await repo.create(job)
     ctx, _ = make_context(repo, blob, FakeProvider(data=mp4))
-    with pytest.raises(TransientError):
-        await on_task_succeeded(ctx, succeeded(job))
+    await on_task_succeeded(ctx, succeeded(job))
+    stored = await repo.get(job.job_id)
+    assert stored is not None and stored.state is JobState.COMPLETED
 
 
 async def test_provider_delete_failure_never_fails_the_message(

@@ -46,7 +46,7 @@ def test_keys_this_service_did_not_write_do_not_parse(key: str) -> None:
         (JobState.FAILED, AttemptState.SUBMITTED, Plan.DISCARD),
         (JobState.COMPLETED, AttemptState.SUBMITTED, Plan.DISCARD),
         (JobState.QUEUED, AttemptState.SUBMITTED, Plan.WAIT),
-        (JobState.SUBMITTING, AttemptState.SUBMITTED, Plan.WAIT),
+        (JobState.SUBMITTING, AttemptState.SUBMITTED, Plan.STORE),
     ],
 )
 def test_plan_follows_job_and_attempt_state(
