@@ -140,18 +140,21 @@ class MongoJobRepository:
         doc = await self._jobs.find_one({"task_ids": task_key(provider, task_id)})
         return from_document(doc) if doc else None
 
-    async def count_in_state(self, states: Iterable[JobState], provider: str | None = None) -> int:
-        query: dict[str, Any] = {"state": {"$in": [s.value for s in states]}}
-        if provider is not None:
-            query["route.0.provider"] = provider
-        return await self._jobs.count_documents(query)
+    async def count_by_state(self, states: Iterable[JobState]) -> dict[JobState, int]:
+        wanted = list(states)
+        counts = dict.fromkeys(wanted, 0)
+        query = {"state": {"$in": [s.value for s in wanted]}}
+        async for doc in self._jobs.find(query, projection={"state": 1}):
+            counts[JobState(doc["state"])] += 1
+        return counts
 
-    async def next_queued(self, provider: str, limit: int, at: datetime) -> list[Job]:
-        query = {
+    async def next_queued(self, provider: str | None, limit: int, at: datetime) -> list[Job]:
+        query: dict[str, Any] = {
             "state": JobState.QUEUED.value,
-            "active_provider": provider,
             "$or": [{"not_before": None}, {"not_before": {"$lte": at}}],
         }
+        if provider is not None:
+            query["active_provider"] = provider
         found = self._jobs.find(query).sort([("queued_at", 1), ("_id", 1)]).limit(limit)
         return [from_document(d) async for d in found]
 
@@ -171,13 +174,14 @@ class MongoJobRepository:
         }
         return [from_document(d) async for d in self._jobs.find(query).limit(limit)]
 
-    async def inflight_slots(self, provider: str) -> int:
-        query = {
-            "state": {"$in": [JobState.SUBMITTING.value, JobState.RUNNING.value]},
-            "active_provider": provider,
-        }
-        found = self._jobs.find(query, projection={"request.candidates": 1})
-        return sum([int(d.get("request", {}).get("candidates", 1)) async for d in found])
+    async def inflight_slots(self) -> dict[str, int]:
+        query = {"state": {"$in": [JobState.SUBMITTING.value, JobState.RUNNING.value]}}
+        projection = {"active_provider": 1, "request.candidates": 1}
+        slots: dict[str, int] = {}
+        async for doc in self._jobs.find(query, projection=projection):
+            name = doc.get("active_provider") or ""
+            slots[name] = slots.get(name, 0) + int(doc.get("request", {}).get("candidates", 1))
+        return slots
 
 
 def _encode_cursor(job: Job) -> str:

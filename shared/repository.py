@@ -83,13 +83,13 @@ class JobRepository(Protocol):
 
     async def find_by_task(self, provider: str, task_id: str) -> Job | None: ...
 
-    async def count_in_state(
-        self, states: Iterable[JobState], provider: str | None = None
-    ) -> int: ...
+    async def count_by_state(self, states: Iterable[JobState]) -> dict[JobState, int]:
+        """How many jobs are in each of `states` (one read of the store)."""
+        ...
 
-    async def next_queued(self, provider: str, limit: int, at: datetime) -> list[Job]:
-        """QUEUED jobs for `provider`, oldest `queued_at` first, skipping those whose
-        `not_before` is later than `at`."""
+    async def next_queued(self, provider: str | None, limit: int, at: datetime) -> list[Job]:
+        """QUEUED jobs (of `provider`, or of every provider when None), oldest `queued_at`
+        first, skipping those whose `not_before` is later than `at`."""
         ...
 
     async def count_queued_before(self, provider: str, queued_at: datetime) -> int:
@@ -100,8 +100,8 @@ class JobRepository(Protocol):
         """Active jobs whose current route entry is on `provider` (pollers resume these)."""
         ...
 
-    async def inflight_slots(self, provider: str) -> int:
-        """Provider slots in use: candidates of jobs in SUBMITTING or RUNNING on `provider`."""
+    async def inflight_slots(self) -> dict[str, int]:
+        """Provider slots in use, per provider: candidates of jobs in SUBMITTING or RUNNING."""
         ...
 
 

@@ -223,7 +223,7 @@ def _check_port_free(settings: ServiceSettings) -> None:
             prefix = str(settings.model_config.get("env_prefix", ""))
             raise ConfigurationError(
                 f"{prefix}METRICS_PORT",
-                f"{settings.metrics_host}:{settings.metrics_port} is already in use ({exc.strerror})",
+                f"{settings.metrics_host}:{settings.metrics_port} is in use ({exc.strerror})",
             ) from exc
 
 

@@ -83,8 +83,8 @@ TOPICS: dict[Topic, TopicSpec] = {
             Topic.TASKS_SUCCEEDED,
             6,
             tuple(f"poller-{p}" for p in PROVIDERS),
-            ("storage",),
-            "TaskSucceeded: a provider finished a render; storage re-hosts it before its URL expires.",
+            ("storage", "dispatcher-slots"),
+            "TaskSucceeded: a provider finished a render; storage re-hosts it before its URL expires (the dispatcher only counts the freed slot).",
         ),
         TopicSpec(
             Topic.TASKS_FAILED,

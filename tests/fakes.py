@@ -117,21 +117,20 @@ class FakeJobRepository:
                 return from_document(doc)
         return None
 
-    async def count_in_state(self, states: Iterable[JobState], provider: str | None = None) -> int:
-        wanted = {s.value for s in states}
-        return sum(
-            1
-            for d in self.docs.values()
-            if d["state"] in wanted
-            and (provider is None or (d["route"] and d["route"][0]["provider"] == provider))
-        )
+    async def count_by_state(self, states: Iterable[JobState]) -> dict[JobState, int]:
+        counts = dict.fromkeys(states, 0)
+        for doc in self.docs.values():
+            state = JobState(doc["state"])
+            if state in counts:
+                counts[state] += 1
+        return counts
 
-    async def next_queued(self, provider: str, limit: int, at: datetime) -> list[Job]:
+    async def next_queued(self, provider: str | None, limit: int, at: datetime) -> list[Job]:
         docs = [
             d
             for d in self.docs.values()
             if d["state"] == "queued"
-            and d["active_provider"] == provider
+            and provider in (None, d["active_provider"])
             and (d["not_before"] is None or d["not_before"] <= at)
         ]
         docs.sort(key=lambda d: (d["queued_at"], d["_id"]))
@@ -154,12 +153,13 @@ class FakeJobRepository:
             if d["state"] in states and d["active_provider"] == provider
         ][:limit]
 
-    async def inflight_slots(self, provider: str) -> int:
-        return sum(
-            d["request"]["candidates"]
-            for d in self.docs.values()
-            if d["state"] in ("submitting", "running") and d["active_provider"] == provider
-        )
+    async def inflight_slots(self) -> dict[str, int]:
+        slots: dict[str, int] = {}
+        for d in self.docs.values():
+            if d["state"] in ("submitting", "running"):
+                name = d["active_provider"] or ""
+                slots[name] = slots.get(name, 0) + d["request"]["candidates"]
+        return slots
 
 
 def _set_path(doc: dict[str, Any], path: str, value: Any) -> None:

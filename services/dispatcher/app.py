@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 from services.dispatcher import logic
 from services.dispatcher.handlers import DispatcherDeps, admit, on_job_accepted, on_task_failed
 from services.dispatcher.settings import DispatcherSettings
-from shared.events import JobAccepted, TaskFailed
+from shared.events import JobAccepted, TaskFailed, TaskSucceeded
 from shared.messaging import consume
 from shared.metrics import ServiceMetrics
 from shared.mongo_repository import MongoJobRepository
@@ -65,6 +65,7 @@ def wire_consumers(deps: DispatcherDeps) -> None:
 
     async def failed(event: TaskFailed) -> None:
         await on_task_failed(deps, event)
+        deps.kick.set()  # the failed attempt's slot is free
 
     consume(
         deps.broker,
@@ -73,6 +74,21 @@ def wire_consumers(deps: DispatcherDeps) -> None:
         ack_policy=AckPolicy.NACK_ON_ERROR,
         decode=JobAccepted.model_validate_json,
         handle=accepted,
+        on_dead_letter=deps.metrics.dead_letter,
+    )
+
+    async def task_ended(_: TaskSucceeded) -> None:
+        deps.kick.set()  # a provider slot is free: admit now rather than at the next tick
+
+    # Its own group (not storage's): every succeeded task is a freed slot for admission.
+    consume(
+        deps.broker,
+        Topic.TASKS_SUCCEEDED,
+        group_id="dispatcher-slots",
+        ack_policy=AckPolicy.ACK,
+        decode=TaskSucceeded.model_validate_json,
+        handle=task_ended,
+        auto_offset_reset="latest",
         on_dead_letter=deps.metrics.dead_letter,
     )
     consume(

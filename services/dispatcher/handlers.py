@@ -77,13 +77,18 @@ async def _enqueue(
 
 
 async def admit(deps: DispatcherDeps) -> int:
-    """One admission round: fill every provider's free slots with its oldest queued jobs."""
+    """One admission round: fill every provider's free slots with its oldest queued jobs.
+    One read of the queue, and one of the slots in use only when something is waiting."""
+    waiting = await deps.repo.next_queued(None, deps.settings.admission_batch, at=deps.clock())
+    by_provider: dict[str, list[Job]] = {p: [] for p in deps.limits}
+    for job in waiting:
+        by_provider.setdefault(job.active_provider or "", []).append(job)
+    in_use = await deps.repo.inflight_slots() if waiting else {}
     admitted = 0
-    for provider, limit in deps.limits.items():
-        free = limit - await deps.repo.inflight_slots(provider)
-        waiting = await deps.repo.next_queued(provider, max(free, 0) or 1, at=deps.clock())
-        deps.metrics.admission_waiting.labels(provider).set(len(waiting) if free <= 0 else 0)
-        for job in waiting[: max(free, 0)]:
+    for provider, jobs in by_provider.items():
+        free = deps.limits.get(provider, 0) - in_use.get(provider, 0)
+        deps.metrics.admission_waiting.labels(provider).set(max(0, len(jobs) - max(free, 0)))
+        for job in jobs[: max(free, 0)]:
             claimed = await deps.repo.transition(
                 job.job_id, JobState.SUBMITTING, {"not_before": None}, expected=[JobState.QUEUED]
             )
@@ -139,7 +144,7 @@ async def _submit_one(
     )
     if attempt_id not in job.attempts:
         await deps.repo.update(job.job_id, {f"attempts.{attempt_id}": ahead})
-    request = logic.generation_request(job, callback)
+    request = logic.generation_request(job, attempt_id, callback)
     for attempt in range(deps.settings.submit_retries + 1):
         started = deps.clock()
         try:
@@ -179,7 +184,8 @@ async def _record_task(
     )
     spent = sum(a.cost_usd for a in updated.attempts.values()) if updated else cost
     await deps.repo.update(job.job_id, {"spent_usd": round(spent, 4)})
-    expected = deps.settings.expected_render_s or logic.current_spec(job).typical_render_s
+    override = deps.settings.expected_render_s
+    expected = override if override is not None else logic.current_spec(job).typical_render_s
     await publish(
         deps.broker,
         provider_topic(ref.provider),

@@ -36,7 +36,8 @@ def current_spec(job: Job) -> ModelSpec:
     return spec
 
 
-def generation_request(job: Job, callback_url: str | None) -> GenerationRequest:
+def generation_request(job: Job, attempt_id: str, callback_url: str | None) -> GenerationRequest:
+    """`external_id` is per attempt: providers that take one (Kling) require it unique."""
     r = job.request
     return GenerationRequest(
         prompt=r.prompt,
@@ -49,7 +50,7 @@ def generation_request(job: Job, callback_url: str | None) -> GenerationRequest:
         image_url=r.image_url,
         seed=r.seed,
         callback_url=callback_url,
-        external_id=job.job_id,
+        external_id=f"{job.job_id}.{attempt_id}",
     )
 
 

@@ -21,7 +21,12 @@ class DispatcherSettings(ServiceSettings, CallbackSettings):
     expected_render_s: float | None = Field(
         None, description="Override the catalog's expected render time (e.g. for the emulator)."
     )
-    admission_interval_s: float = Field(0.25, description="How often queued jobs are admitted.")
+    admission_interval_s: float = Field(
+        2.0,
+        description="Admission also runs this often (it runs at once when a job is queued or "
+        "a task ends).",
+    )
+    admission_batch: int = Field(500, description="Queued jobs read per admission round.")
     submit_retries: int = Field(2, description="In-place retries of a transient submit error.")
     max_requeues: int = Field(3, description="Requeues on one provider before falling back.")
     same_provider_retries: int = Field(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+
 import httpx
 from aiokafka import ConsumerRebalanceListener, TopicPartition
 from faststream import AckPolicy
@@ -21,6 +24,8 @@ from shared.providers.settings import ProviderSettings
 from shared.runtime import ServiceProcess, build_broker, connect_mongo, kafka_check, mongo_check
 from shared.topics import provider_topic
 
+log = logging.getLogger(__name__)
+
 
 class OwnTasksOnRebalance(ConsumerRebalanceListener):  # type: ignore[misc]
     """Partition ownership is task ownership: resume on assignment, hand over on revocation."""
@@ -28,6 +33,7 @@ class OwnTasksOnRebalance(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, deps: PollerDeps) -> None:
         self.deps = deps
         self.owned: set[int] = set()
+        self._resuming: set[asyncio.Task[int]] = set()
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         partitions = {tp.partition for tp in revoked}
@@ -39,7 +45,23 @@ class OwnTasksOnRebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         partitions = {tp.partition for tp in assigned}
         self.owned |= partitions
         self.deps.metrics.owned_partitions.labels(self.deps.name).set(len(self.owned))
-        await handlers.on_assigned(self.deps, partitions)
+        # Return at once so the group's rebalance completes; resume the tasks in the background.
+        task = asyncio.create_task(self._resume(partitions))
+        self._resuming.add(task)
+        task.add_done_callback(self._resuming.discard)
+
+    async def _resume(self, partitions: set[int]) -> int:
+        for attempt in range(5):
+            try:
+                return await handlers.on_assigned(self.deps, partitions, self.owned)
+            except Exception:  # the store may be restarting; the tasks must come back
+                log.exception(
+                    "resuming tasks of partitions %s failed (try %d)",
+                    sorted(partitions),
+                    attempt + 1,
+                )
+                await asyncio.sleep(2.0 * (attempt + 1))
+        return 0
 
 
 async def create_app(settings: PollerSettings) -> ServiceProcess:

@@ -96,7 +96,8 @@ def track_job(deps: PollerDeps, job: Job) -> int:
         if attempt.state not in (AttemptState.SUBMITTED, AttemptState.RUNNING):
             continue
         spec = find_model(deps.name, attempt.model)
-        prior = deps.settings.expected_render_s or (spec.typical_render_s if spec else 60.0)
+        override = deps.settings.expected_render_s
+        prior = override if override is not None else (spec.typical_render_s if spec else 60.0)
         deps.track().track(
             Tracked(
                 job_id=job.job_id,
@@ -116,11 +117,14 @@ def track_job(deps: PollerDeps, job: Job) -> int:
     return added
 
 
-async def on_assigned(deps: PollerDeps, partitions: set[int]) -> int:
-    """Kafka gave this replica `partitions`: resume every active task of their jobs."""
+async def on_assigned(deps: PollerDeps, partitions: set[int], owned: set[int]) -> int:
+    """Kafka gave this replica `partitions`: resume every active task of their jobs. Runs in the
+    background (not in the rebalance callback: loading thousands of records there would outlast
+    the group's session timeout); `owned` is re-checked per job, as a revocation may come first."""
     added = 0
     for job in await deps.repo.with_active_tasks(deps.name):
-        if logic.partition_of(job.job_id, deps.partitions) in partitions:
+        partition = logic.partition_of(job.job_id, deps.partitions)
+        if partition in partitions and partition in owned:
             added += track_job(deps, job)
     deps.metrics.inflight_tasks.labels(deps.name).set(len(deps.track().tasks))
     log.info("assigned partitions %s: resumed %d tasks", sorted(partitions), added)

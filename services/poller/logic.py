@@ -40,7 +40,12 @@ def next_delay(
     provider_hint: float | None,
     cfg: ScheduleConfig,
 ) -> float:
-    """Seconds until the next status call for one task."""
+    """Seconds until the next status call for one task.
+
+    The provider's poll hint (Runway: updates not more often than every 5 s; OpenAI's
+    `openai-poll-after-ms`) is a floor while the task is far from its estimated finish or late;
+    the one landing poll just after the estimate may come sooner."""
+    remaining: float | None = None
     if polls == 0 and progress is None:
         delay = expected * cfg.first_poll_share
     else:
@@ -51,7 +56,8 @@ def next_delay(
             delay = remaining + cfg.landing_margin_s
         else:  # overdue: the estimate was wrong; back off with how late it is
             delay = max(cfg.min_interval_s, -remaining * 0.25)
-    if provider_hint is not None:
+    landing = remaining is not None and 0 < remaining <= (provider_hint or 0)
+    if provider_hint is not None and not landing:
         delay = max(delay, provider_hint)
     return min(max(delay, cfg.min_interval_s), cfg.max_interval_s)
 

@@ -25,8 +25,12 @@ async def create_app(settings: ReconcilerSettings) -> ServiceProcess:
     mongo = await connect_mongo(settings)
     repo = MongoJobRepository.from_client(mongo, settings.mongodb_database)
     deps = ReconcilerDeps(settings=settings, repo=repo, broker=broker, metrics=metrics)
-    process = ServiceProcess(settings, registry, broker=broker,
-                             checks={"kafka": kafka_check(broker), "mongodb": mongo_check(mongo)})
+    process = ServiceProcess(
+        settings,
+        registry,
+        broker=broker,
+        checks={"kafka": kafka_check(broker), "mongodb": mongo_check(mongo)},
+    )
 
     async def sweeping() -> None:
         while True:

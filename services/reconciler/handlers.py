@@ -34,19 +34,27 @@ class ReconcilerDeps:
 
 
 async def sweep(deps: ReconcilerDeps) -> dict[str, int]:
+    """Two reads of the store per sweep: the stale active jobs, and the counts by state."""
     s, at = deps.settings, deps.clock()
+    graces = {
+        JobState.ACCEPTED: s.accepted_grace_s,
+        JobState.SUBMITTING: s.submitting_grace_s,
+        JobState.RUNNING: s.tracking_grace_s,
+        JobState.STORING: s.storing_grace_s,
+        JobState.QUEUED: s.storing_grace_s,
+        JobState.SCORING: s.storing_grace_s,
+    }
+    oldest_allowed = at - timedelta(seconds=min(graces.values()))
     counts: dict[str, int] = {}
-    for states, grace in (
-        ([JobState.ACCEPTED], s.accepted_grace_s),
-        ([JobState.SUBMITTING], s.submitting_grace_s),
-        ([JobState.RUNNING], s.tracking_grace_s),
-        ([JobState.STORING, JobState.QUEUED, JobState.SCORING], s.storing_grace_s),
-    ):
-        for job in await deps.repo.find_stale(states, at - timedelta(seconds=grace), s.batch):
-            action = await reconcile(deps, job, at)
-            counts[action] = counts.get(action, 0) + 1
-    for state in JobState:
-        deps.metrics.jobs_in_state.labels(state.value).set(await deps.repo.count_in_state([state]))
+    for job in await deps.repo.find_stale(list(graces), oldest_allowed, s.batch):
+        if job.updated_at > at - timedelta(seconds=graces[job.state]):
+            continue  # stale for the shortest grace, not yet for its own state's
+        action = await reconcile(deps, job, at)
+        counts[action] = counts.get(action, 0) + 1
+    # Active states only: totals of terminal states grow forever and are counters already
+    # (reelforge_job_transitions_total), not something to re-count every sweep.
+    for state, n in (await deps.repo.count_by_state(list(graces))).items():
+        deps.metrics.jobs_in_state.labels(state.value).set(n)
     return counts
 
 

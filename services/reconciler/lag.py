@@ -45,8 +45,11 @@ def consumer_groups() -> dict[str, tuple[str, ...]]:
     return {group: tuple(topics) for group, topics in sorted(groups.items())}
 
 
-def lag_of(end: dict[TopicPartition, int], start: dict[TopicPartition, int],
-           committed: dict[TopicPartition, int]) -> int:
+def lag_of(
+    end: dict[TopicPartition, int],
+    start: dict[TopicPartition, int],
+    committed: dict[TopicPartition, int],
+) -> int:
     """Messages behind the log end over these partitions (never negative)."""
     total = 0
     for tp, end_offset in end.items():
@@ -71,11 +74,17 @@ class LagMonitor:
 
     async def start(self) -> None:
         timeout_ms = int(self.request_timeout_s * 1000)
-        self._admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers,
-                                          client_id="reelforge-lag", request_timeout_ms=timeout_ms)
-        self._consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap_servers,
-                                          client_id="reelforge-lag", enable_auto_commit=False,
-                                          request_timeout_ms=timeout_ms)
+        self._admin = AIOKafkaAdminClient(
+            bootstrap_servers=self.bootstrap_servers,
+            client_id="reelforge-lag",
+            request_timeout_ms=timeout_ms,
+        )
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap_servers,
+            client_id="reelforge-lag",
+            enable_auto_commit=False,
+            request_timeout_ms=timeout_ms,
+        )
         await self._admin.start()
         await self._consumer.start()
 
@@ -92,8 +101,10 @@ class LagMonitor:
         partitions = await self._partitions({t for ts in self.groups.values() for t in ts})
         lags: dict[tuple[str, str], int] = {}
         for group, topics in self.groups.items():
-            committed = {tp: om.offset for tp, om in
-                         (await self._admin.list_consumer_group_offsets(group)).items()}
+            committed = {
+                tp: om.offset
+                for tp, om in (await self._admin.list_consumer_group_offsets(group)).items()
+            }
             for topic in topics:
                 if not partitions.get(topic):
                     continue
@@ -117,8 +128,9 @@ class LagMonitor:
         return found
 
 
-async def lag_loop(monitor: LagMonitor, interval_s: float,
-                   keep_going: Callable[[], bool] = lambda: True) -> None:
+async def lag_loop(
+    monitor: LagMonitor, interval_s: float, keep_going: Callable[[], bool] = lambda: True
+) -> None:
     """Measure every `interval_s` until cancelled (or `keep_going()` says stop). Each
     measurement is bounded by a timeout; a failed one is logged and the next one retries."""
     await monitor.start()

@@ -159,6 +159,8 @@ class JobRepositoryContract:
         assert [j.job_id for j in queued] == ids[1:]
         assert await repo.count_queued_before(provider, base + timedelta(seconds=2)) == 2
         assert await repo.next_queued("other", 10, at=base) == []
+        everyone = await repo.next_queued(None, 1000, at=base + timedelta(seconds=5))
+        assert [j.job_id for j in everyone if j.job_id in ids] == ids[1:]
 
     async def test_inflight_slots_count_candidates_of_submitting_and_running_jobs(
         self, repo: JobRepository
@@ -169,7 +171,17 @@ class JobRepositoryContract:
             job = Job(job_id=new_job_id(), tenant_id="t", request=request)
             await repo.create(job)
             await repo.update(job.job_id, {"state": state, "active_provider": provider})
-        assert await repo.inflight_slots(provider) == 2
+        assert (await repo.inflight_slots()).get(provider) == 2
+
+    async def test_counts_jobs_by_state_in_one_read(self, repo: JobRepository) -> None:
+        before = await repo.count_by_state([JobState.ACCEPTED, JobState.CANCELLED])
+        job = make_job()
+        await repo.create(job)
+        await repo.create(make_job())
+        await repo.transition(job.job_id, JobState.CANCELLED)
+        after = await repo.count_by_state([JobState.ACCEPTED, JobState.CANCELLED])
+        assert after[JobState.ACCEPTED] - before[JobState.ACCEPTED] == 1
+        assert after[JobState.CANCELLED] - before[JobState.CANCELLED] == 1
 
 
 class TestFakeJobRepository(JobRepositoryContract):

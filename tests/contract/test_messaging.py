@@ -41,9 +41,16 @@ class Recorder:
 
 
 def wire(broker: KafkaBroker, recorder: Recorder, group: str, name: str | None = None) -> None:
-    consume(broker, Topic.JOBS_ACCEPTED, group_id=group, ack_policy=AckPolicy.NACK_ON_ERROR,
-            decode=JobAccepted.model_validate_json, handle=recorder.handle,
-            retry=RetryPolicy(attempts=3, sleep=no_sleep), name=name)
+    consume(
+        broker,
+        Topic.JOBS_ACCEPTED,
+        group_id=group,
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        decode=JobAccepted.model_validate_json,
+        handle=recorder.handle,
+        retry=RetryPolicy(attempts=3, sleep=no_sleep),
+        name=name,
+    )
 
 
 async def wait_for(predicate: Any, timeout: float = 20.0) -> None:
@@ -56,9 +63,8 @@ async def wait_for(predicate: Any, timeout: float = 20.0) -> None:
 
 class MessagingContract:
     @pytest.fixture
-    async def run(self) -> AsyncIterator[Any]:
+    def run(self) -> Any:
         raise NotImplementedError
-        yield
 
     async def test_delivers_each_published_event_to_the_group(self, run: Any) -> None:
         recorder = Recorder()
@@ -74,7 +80,9 @@ class MessagingContract:
             await send(JobAccepted(subject="job_retry", tenant_id="t"))
             await wait_for(lambda: "job_retry" in recorder.seen)
 
-    async def test_permanent_and_undecodable_messages_go_to_the_dlq_with_a_reason(self, run: Any) -> None:
+    async def test_permanent_and_undecodable_messages_go_to_the_dlq_with_a_reason(
+        self, run: Any
+    ) -> None:
         recorder = Recorder(permanent={"job_bad"})
         async with run(recorder) as send:
             await send(JobAccepted(subject="job_bad", tenant_id="t"))
@@ -96,7 +104,9 @@ class TestInMemoryMessaging(MessagingContract):
                 self.broker = KafkaBroker("127.0.0.1:1")
                 wire(self.broker, recorder, "contract")
 
-                @self.broker.subscriber("jobs-accepted-dlq", group_id="dlq", ack_policy=AckPolicy.ACK)
+                @self.broker.subscriber(
+                    "jobs-accepted-dlq", group_id="dlq", ack_policy=AckPolicy.ACK
+                )
                 async def on_dlq(body: dict[str, Any]) -> None:
                     dlq.append(body)
 
@@ -137,8 +147,12 @@ class TestKafkaMessaging(MessagingContract):
             def __init__(self, recorder: Recorder) -> None:
                 self.broker = KafkaBroker(bootstrap)
                 wire(self.broker, recorder, group, name=topic)
-                self.dlq_reader = AIOKafkaConsumer(f"{topic}-dlq", bootstrap_servers=bootstrap,
-                                                   auto_offset_reset="earliest", group_id=None)
+                self.dlq_reader = AIOKafkaConsumer(
+                    f"{topic}-dlq",
+                    bootstrap_servers=bootstrap,
+                    auto_offset_reset="earliest",
+                    group_id=None,
+                )
 
             async def __aenter__(self) -> Any:
                 await self.broker.start()
@@ -178,8 +192,11 @@ class TestKafkaMessaging(MessagingContract):
             await send(JobAccepted(subject="job_once", tenant_id="t"))
             await wait_for(lambda: first.seen == ["job_once"])
             await asyncio.sleep(0.5)
-        consumer = AIOKafkaConsumer(bootstrap_servers=InfraSettings().kafka_bootstrap_servers,
-                                    group_id=run.group, enable_auto_commit=False)
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=InfraSettings().kafka_bootstrap_servers,
+            group_id=run.group,
+            enable_auto_commit=False,
+        )
         await consumer.start()
         try:
             parts = [TopicPartition(run.topic, p) for p in range(3)]

@@ -224,7 +224,7 @@ async def test_a_multi_candidate_job_is_scored_the_best_picked_and_the_rest_queu
     job = await wait_job(api, job_id, {"completed"})
     assert len(job["attempts"]) == 3
     scored = [a for a in job["attempts"] if a["qc"]]
-    assert len(scored) == 3
+    assert len(scored) == 3, [(a["attempt_id"], a["state"], a["failure"]) for a in job["attempts"]]
     picked = next(a for a in job["attempts"] if a["attempt_id"] == job["picked_attempt"])
     assert event["attempt_id"] == picked["attempt_id"]
     assert picked["qc"]["score"] == max(a["qc"]["score"] for a in scored)

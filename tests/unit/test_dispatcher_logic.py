@@ -106,3 +106,11 @@ def test_only_failures_after_a_render_stay_billed() -> None:
 def test_concurrency_limits_come_from_the_catalog_unless_overridden() -> None:
     limits = concurrency_limits("runway:7", ("runway", "kling"))
     assert limits == {"runway": 7, "kling": 5}
+
+
+def test_each_attempt_gets_its_own_external_id() -> None:
+    from services.dispatcher.logic import generation_request
+
+    job = job_with(candidates=2)
+    ids = {generation_request(job, a, None).external_id for a in ("c0-0", "c1-0")}
+    assert ids == {"job_1.c0-0", "job_1.c1-0"}

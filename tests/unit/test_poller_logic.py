@@ -45,10 +45,14 @@ def test_overdue_tasks_back_off_gently_and_never_past_the_cap() -> None:
     )
 
 
-def test_the_providers_poll_hint_is_a_lower_bound() -> None:
-    assert (
-        next_delay(elapsed=59, expected=60, progress=None, polls=2, provider_hint=5, cfg=CFG) == 5
-    )
+def test_the_providers_poll_hint_is_a_floor_except_for_the_landing_poll() -> None:
+    # 10 s remain: the approach would poll after 8.5 s, the hint asks for 9
+    far = next_delay(elapsed=50, expected=60, progress=None, polls=2, provider_hint=9, cfg=CFG)
+    assert far == 9
+    landing = next_delay(elapsed=57, expected=60, progress=None, polls=3, provider_hint=5, cfg=CFG)
+    assert landing == pytest.approx(2.55)
+    late = next_delay(elapsed=70, expected=60, progress=None, polls=4, provider_hint=5, cfg=CFG)
+    assert late == 5
 
 
 def test_fewer_polls_than_a_fixed_five_second_loop_for_a_minute_long_render() -> None:
