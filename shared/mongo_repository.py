@@ -2,7 +2,9 @@
 
 Only single-document atomic operations, unique indexes and simple queries are used, so the
 same code runs on MongoDB and on FerretDB (no transactions, no change streams, no
-aggregation pipelines in updates).
+aggregation pipelines in updates). Queries over several states run as one equality query per
+state: FerretDB's SQLite backend pushes a top-level equality down to an index but evaluates
+`$in` by scanning the whole collection, which made every admission round and sweep a scan.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ class MongoJobRepository:
             await self._jobs.create_index(
                 [("tenant_id", ASCENDING), ("created_at", ASCENDING)], name="tenant_created"
             )
+            await self._jobs.create_index([("state", ASCENDING)], name="state")
             await self._jobs.create_index([("state", ASCENDING), ("updated_at", ASCENDING)])
             await self._jobs.create_index([("task_ids", ASCENDING)], name="task_ids")
             await self._jobs.create_index(
@@ -133,30 +136,30 @@ class MongoJobRepository:
     async def find_stale(
         self, states: Iterable[JobState], updated_before: datetime, limit: int = 100
     ) -> list[Job]:
-        query = {"state": {"$in": [s.value for s in states]}, "updated_at": {"$lt": updated_before}}
-        return [from_document(d) async for d in self._jobs.find(query).limit(limit)]
+        found: list[Job] = []
+        for state in states:
+            query = {"state": state.value, "updated_at": {"$lt": updated_before}}
+            found += [from_document(d) async for d in self._jobs.find(query).limit(limit)]
+        return found[:limit]
 
     async def find_by_task(self, provider: str, task_id: str) -> Job | None:
         doc = await self._jobs.find_one({"task_ids": task_key(provider, task_id)})
         return from_document(doc) if doc else None
 
     async def count_by_state(self, states: Iterable[JobState]) -> dict[JobState, int]:
-        wanted = list(states)
-        counts = dict.fromkeys(wanted, 0)
-        query = {"state": {"$in": [s.value for s in wanted]}}
-        async for doc in self._jobs.find(query, projection={"state": 1}):
-            counts[JobState(doc["state"])] += 1
+        counts: dict[JobState, int] = {}
+        for state in states:
+            found = self._jobs.find({"state": state.value}, projection={"_id": 1})
+            counts[state] = len([1 async for _ in found])
         return counts
 
     async def next_queued(self, provider: str | None, limit: int, at: datetime) -> list[Job]:
-        query: dict[str, Any] = {
-            "state": JobState.QUEUED.value,
-            "$or": [{"not_before": None}, {"not_before": {"$lte": at}}],
-        }
+        query: dict[str, Any] = {"state": JobState.QUEUED.value}  # a pushed-down equality
         if provider is not None:
             query["active_provider"] = provider
-        found = self._jobs.find(query).sort([("queued_at", 1), ("_id", 1)]).limit(limit)
-        return [from_document(d) async for d in found]
+        found = self._jobs.find(query).sort([("queued_at", 1), ("_id", 1)]).limit(limit * 2)
+        jobs = [from_document(d) async for d in found]
+        return [j for j in jobs if j.not_before is None or j.not_before <= at][:limit]
 
     async def count_queued_before(self, provider: str, queued_at: datetime) -> int:
         return await self._jobs.count_documents(
@@ -168,19 +171,19 @@ class MongoJobRepository:
         )
 
     async def with_active_tasks(self, provider: str, limit: int = 100_000) -> list[Job]:
-        query = {
-            "state": {"$in": [s.value for s in ACTIVE_TASK_STATES]},
-            "active_provider": provider,
-        }
-        return [from_document(d) async for d in self._jobs.find(query).limit(limit)]
+        found: list[Job] = []
+        for state in ACTIVE_TASK_STATES:
+            query = {"state": state.value, "active_provider": provider}
+            found += [from_document(d) async for d in self._jobs.find(query).limit(limit)]
+        return found
 
     async def inflight_slots(self) -> dict[str, int]:
-        query = {"state": {"$in": [JobState.SUBMITTING.value, JobState.RUNNING.value]}}
         projection = {"active_provider": 1, "request.candidates": 1}
         slots: dict[str, int] = {}
-        async for doc in self._jobs.find(query, projection=projection):
-            name = doc.get("active_provider") or ""
-            slots[name] = slots.get(name, 0) + int(doc.get("request", {}).get("candidates", 1))
+        for state in (JobState.SUBMITTING, JobState.RUNNING):
+            async for doc in self._jobs.find({"state": state.value}, projection=projection):
+                name = doc.get("active_provider") or ""
+                slots[name] = slots.get(name, 0) + int(doc.get("request", {}).get("candidates", 1))
         return slots
 
 
