@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-from shared.jobs import JobRequest, JobState, StoredVideo, now
+from shared.jobs import Job, JobRequest, JobState, StoredVideo, now
 from shared.providers.base import Failure, TaskRef, VideoOutput
 
 
@@ -133,6 +133,16 @@ class JobUpdated(Envelope):
     progress: float = 0.0
     queue_position: int | None = None
     detail: str = ""
+
+
+def envelope_of(job: Job, source: str) -> dict[str, Any]:
+    """The envelope fields of every event about `job`: keyed by it, its tenant, its trace."""
+    return {
+        "subject": job.job_id,
+        "tenant_id": job.tenant_id,
+        "traceparent": job.trace_parent,
+        "source": source,
+    }
 
 
 ProviderTaskEvent = Annotated[TaskSubmitted | TaskHinted, Field(discriminator="type")]

@@ -14,7 +14,7 @@ from faststream.kafka import KafkaBroker
 from services.dispatcher import logic
 from services.dispatcher.logic import Next
 from services.dispatcher.settings import DispatcherSettings
-from shared.events import JobAccepted, JobFailed, JobUpdated, TaskFailed, TaskSubmitted
+from shared.events import JobAccepted, JobFailed, JobUpdated, TaskFailed, TaskSubmitted, envelope_of
 from shared.jobs import Attempt, AttemptState, Job, JobState, now
 from shared.logs import log_context, trace_id_of
 from shared.messaging import PermanentError, publish
@@ -190,10 +190,7 @@ async def _record_task(
         deps.broker,
         provider_topic(ref.provider),
         TaskSubmitted(
-            subject=job.job_id,
-            tenant_id=job.tenant_id,
-            source="dispatcher",
-            traceparent=job.trace_parent,
+            **envelope_of(job, "dispatcher"),
             attempt_id=attempt_id,
             task=ref,
             deadline_at=logic.deadline_for(job, at),
@@ -309,10 +306,7 @@ async def fail_job(deps: DispatcherDeps, job: Job, failure: Failure) -> None:
         deps.broker,
         Topic.JOBS_FINISHED,
         JobFailed(
-            subject=failed.job_id,
-            tenant_id=failed.tenant_id,
-            source="dispatcher",
-            traceparent=failed.trace_parent,
+            **envelope_of(failed, "dispatcher"),
             failure=failure,
             cost_usd=failed.spent_usd,
             metadata=failed.request.metadata,
@@ -325,13 +319,7 @@ async def _update(deps: DispatcherDeps, job: Job, detail: str) -> None:
         deps.broker,
         Topic.JOB_UPDATES,
         JobUpdated(
-            subject=job.job_id,
-            tenant_id=job.tenant_id,
-            source="dispatcher",
-            state=job.state,
-            progress=job.progress,
-            detail=detail,
-            traceparent=job.trace_parent,
+            **envelope_of(job, "dispatcher"), state=job.state, progress=job.progress, detail=detail
         ),
     )
 

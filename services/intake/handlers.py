@@ -13,7 +13,7 @@ from services.intake import logic
 from services.intake.logic import Idempotency
 from services.intake.settings import IntakeSettings
 from shared.blobstore import BlobStore
-from shared.events import JobAccepted, JobCancelled, RequestJob, TaskHinted
+from shared.events import JobAccepted, JobCancelled, RequestJob, TaskHinted, envelope_of
 from shared.jobs import Job, JobRequest, JobState, new_job_id, now
 from shared.logs import log_context, trace_id_of
 from shared.messaging import PermanentError, publish
@@ -113,9 +113,7 @@ async def _replay(deps: IntakeDeps, existing: Job, request: JobRequest, key: str
 
 
 async def _announce(deps: IntakeDeps, job: Job) -> None:
-    event = JobAccepted(
-        subject=job.job_id, tenant_id=job.tenant_id, source="intake", traceparent=job.trace_parent
-    )
+    event = JobAccepted(**envelope_of(job, "intake"))
     try:
         await publish(deps.broker, Topic.JOBS_ACCEPTED, event)
     except Exception:  # the record is durable; the reconciler re-announces accepted jobs
@@ -132,10 +130,7 @@ async def cancel_job(deps: IntakeDeps, job: Job) -> Job | None:
         deps.broker,
         Topic.JOBS_FINISHED,
         JobCancelled(
-            subject=job.job_id,
-            tenant_id=job.tenant_id,
-            source="intake",
-            traceparent=job.trace_parent,
+            **envelope_of(job, "intake"),
             metadata=job.request.metadata,
         ),
     )
@@ -145,9 +140,7 @@ async def cancel_job(deps: IntakeDeps, job: Job) -> Job | None:
                 deps.broker,
                 provider_topic(attempt.provider),
                 TaskHinted(
-                    subject=job.job_id,
-                    tenant_id=job.tenant_id,
-                    source="intake",
+                    **envelope_of(job, "intake"),
                     attempt_id=attempt.attempt_id,
                     task_id=attempt.task.task_id,
                     hint="cancel",
@@ -187,13 +180,10 @@ async def ingest_webhook(
         deps.broker,
         provider_topic(provider_name),
         TaskHinted(
-            subject=job.job_id,
-            tenant_id=job.tenant_id,
-            source="intake",
+            **envelope_of(job, "intake"),
             attempt_id=attempt.attempt_id,
             task_id=hint.task_id,
             hint=hint.event_type,
-            traceparent=job.trace_parent,
         ),
     )
     return "forwarded"

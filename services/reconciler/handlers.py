@@ -11,7 +11,7 @@ from faststream.kafka import KafkaBroker
 
 from services.reconciler.logic import Action, verdict
 from services.reconciler.settings import ReconcilerSettings
-from shared.events import JobAccepted, JobFailed, TaskSubmitted, TaskSucceeded
+from shared.events import JobAccepted, JobFailed, TaskSubmitted, TaskSucceeded, envelope_of
 from shared.jobs import Job, JobState, now
 from shared.messaging import publish
 from shared.metrics import ServiceMetrics
@@ -72,12 +72,9 @@ async def reconcile(deps: ReconcilerDeps, job: Job, at: datetime) -> str:
                 deps.broker,
                 Topic.JOBS_FINISHED,
                 JobFailed(
-                    subject=job.job_id,
-                    tenant_id=job.tenant_id,
-                    source="reconciler",
+                    **envelope_of(job, "reconciler"),
                     failure=failure,
                     cost_usd=job.spent_usd,
-                    traceparent=job.trace_parent,
                     metadata=job.request.metadata,
                 ),
             )
@@ -86,10 +83,7 @@ async def reconcile(deps: ReconcilerDeps, job: Job, at: datetime) -> str:
             deps.broker,
             Topic.JOBS_ACCEPTED,
             JobAccepted(
-                subject=job.job_id,
-                tenant_id=job.tenant_id,
-                source="reconciler",
-                traceparent=job.trace_parent,
+                **envelope_of(job, "reconciler"),
             ),
         )
     elif v.action is Action.REQUEUE:
@@ -104,10 +98,7 @@ async def reconcile(deps: ReconcilerDeps, job: Job, at: datetime) -> str:
                 deps.broker,
                 provider_topic(attempt.provider),
                 TaskSubmitted(
-                    subject=job.job_id,
-                    tenant_id=job.tenant_id,
-                    source="reconciler",
-                    traceparent=job.trace_parent,
+                    **envelope_of(job, "reconciler"),
                     attempt_id=attempt.attempt_id,
                     task=attempt.task,
                     deadline_at=job.deadline_at or at,
@@ -123,10 +114,7 @@ async def reconcile(deps: ReconcilerDeps, job: Job, at: datetime) -> str:
                 deps.broker,
                 Topic.TASKS_SUCCEEDED,
                 TaskSucceeded(
-                    subject=job.job_id,
-                    tenant_id=job.tenant_id,
-                    source="reconciler",
-                    traceparent=job.trace_parent,
+                    **envelope_of(job, "reconciler"),
                     attempt_id=attempt.attempt_id,
                     task=attempt.task,
                     outputs=attempt.outputs,
