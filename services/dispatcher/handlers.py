@@ -20,7 +20,7 @@ from shared.logs import log_context, trace_id_of
 from shared.messaging import PermanentError, publish
 from shared.metrics import ServiceMetrics
 from shared.providers.base import Failure, TaskRef, VideoProvider
-from shared.providers.errors import FailureClass, ProviderError
+from shared.providers.errors import ProviderError
 from shared.repository import JobRepository
 from shared.routing import price
 from shared.topics import Topic, provider_topic
@@ -322,7 +322,3 @@ async def _update(deps: DispatcherDeps, job: Job, detail: str) -> None:
             **envelope_of(job, "dispatcher"), state=job.state, progress=job.progress, detail=detail
         ),
     )
-
-
-def moderation_input(exc: ProviderError) -> bool:
-    return exc.failure_class is FailureClass.MODERATION_INPUT

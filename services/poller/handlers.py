@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from faststream.kafka import KafkaBroker
 
@@ -49,6 +50,20 @@ class PollerDeps:
         return self.tracker
 
 
+def envelope(deps: PollerDeps, task: Tracked) -> dict[str, Any]:
+    """The envelope fields of an event about a tracked task (cf. shared.events.envelope_of)."""
+    return {
+        "subject": task.job_id,
+        "tenant_id": task.tenant_id,
+        "traceparent": task.traceparent,
+        "source": f"poller-{deps.name}",
+    }
+
+
+def count_inflight(deps: PollerDeps) -> None:
+    deps.metrics.inflight_tasks.labels(deps.name).set(len(deps.track().tasks))
+
+
 def tracked_from_submission(deps: PollerDeps, event: TaskSubmitted) -> Tracked:
     return Tracked(
         job_id=event.subject,
@@ -67,7 +82,7 @@ async def on_task_event(deps: PollerDeps, event: TaskSubmitted | TaskHinted) -> 
     tracker = deps.track()
     if isinstance(event, TaskSubmitted):
         tracker.track(tracked_from_submission(deps, event))
-        deps.metrics.inflight_tasks.labels(deps.name).set(len(tracker.tasks))
+        count_inflight(deps)
         return
     key = (event.subject, event.attempt_id)
     if event.hint == "cancel":
@@ -126,14 +141,14 @@ async def on_assigned(deps: PollerDeps, partitions: set[int], owned: set[int]) -
         partition = logic.partition_of(job.job_id, deps.partitions)
         if partition in partitions and partition in owned:
             added += track_job(deps, job)
-    deps.metrics.inflight_tasks.labels(deps.name).set(len(deps.track().tasks))
+    count_inflight(deps)
     log.info("assigned partitions %s: resumed %d tasks", sorted(partitions), added)
     return added
 
 
 def on_revoked(deps: PollerDeps, partitions: set[int]) -> None:
     dropped = deps.track().forget_partitions(partitions)
-    deps.metrics.inflight_tasks.labels(deps.name).set(len(deps.track().tasks))
+    count_inflight(deps)
     log.info("revoked partitions %s: handed over %d tasks", sorted(partitions), dropped)
 
 
@@ -218,13 +233,10 @@ async def _record_progress(deps: PollerDeps, task: Tracked, status: TaskStatus) 
         deps.broker,
         Topic.JOB_UPDATES,
         JobUpdated(
-            subject=task.job_id,
-            tenant_id=task.tenant_id,
-            source=f"poller-{deps.name}",
+            **envelope(deps, task),
             state=job.state,
             progress=job.progress,
             detail=status.raw_status,
-            traceparent=task.traceparent,
         ),
     )
     return True
@@ -255,17 +267,14 @@ async def _finish_succeeded(deps: PollerDeps, task: Tracked, status: TaskStatus)
         deps.broker,
         Topic.TASKS_SUCCEEDED,
         TaskSucceeded(
-            subject=task.job_id,
-            tenant_id=task.tenant_id,
-            source=f"poller-{deps.name}",
-            traceparent=task.traceparent,
+            **envelope(deps, task),
             attempt_id=task.attempt_id,
             task=task.ref,
             outputs=status.outputs,
             provider_finished_at=at,
         ),
     )
-    deps.metrics.inflight_tasks.labels(deps.name).set(len(deps.track().tasks))
+    count_inflight(deps)
 
 
 def _observe_detection(deps: PollerDeps, task: Tracked, at: datetime) -> None:
@@ -286,15 +295,12 @@ async def _finish_failed(deps: PollerDeps, task: Tracked, failure: Failure) -> N
         deps.broker,
         Topic.TASKS_FAILED,
         TaskFailed(
-            subject=task.job_id,
-            tenant_id=task.tenant_id,
-            source=f"poller-{deps.name}",
-            traceparent=task.traceparent,
+            **envelope(deps, task),
             attempt_id=task.attempt_id,
             failure=failure,
         ),
     )
-    deps.metrics.inflight_tasks.labels(deps.name).set(len(deps.track().tasks))
+    count_inflight(deps)
 
 
 async def _job_ended(deps: PollerDeps, task: Tracked) -> None:
