@@ -25,16 +25,15 @@ from services.emulator.context import (
     guard,
     json_response,
     malformed_response,
-    plan_create,
 )
 from services.emulator.faults import CallKind
 from services.emulator.google_common import (
     RAI_REASON,
     RPC_INTERNAL,
     api_key,
+    begin_veo_create,
     google_error,
     new_operation_id,
-    parse_veo_request,
 )
 from services.emulator.tasks import Outcome, Phase, Task
 from shared.webhooks import sign_headers
@@ -96,22 +95,12 @@ def build_router(ctx: EmulatorContext) -> APIRouter:
         key = authorize(request)
         if isinstance(key, Response):
             return key
-        if fault := await guard(ctx, PROVIDER, CallKind.CREATE, google_error):
-            return fault
-        try:
-            body = json.loads(await request.body() or b"{}")
-        except ValueError:
-            return google_error(400, "Invalid JSON payload received.", Reason.BAD_REQUEST)
-        parsed = parse_veo_request(body, model, vertex=False)
-        if isinstance(parsed, str):
-            return google_error(400, parsed, Reason.BAD_REQUEST)
-        planned = plan_create(ctx, PROVIDER, key, parsed.prompt, google_error)
-        if isinstance(planned, Response):
-            return planned
-        plan, triggers = planned
-        if plan.reject_input:
-            msg = "The prompt could not be submitted: it violates the (emulated) usage guidelines."
-            return google_error(400, msg, Reason.MODERATION)
+        begun = await begin_veo_create(
+            ctx, request, provider=PROVIDER, owner=key, model=model, errors=google_error
+        )
+        if isinstance(begun, Response):
+            return begun
+        parsed, plan, triggers = begun
         op_id = new_operation_id()
         name = f"models/{model}/operations/{op_id}"
         new = NewTask(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
 from dataclasses import dataclass
@@ -9,7 +10,15 @@ from typing import Any
 
 from fastapi import Request, Response
 
-from services.emulator.context import Reason, json_response
+from services.emulator.context import (
+    EmulatorContext,
+    ErrorFn,
+    Reason,
+    guard,
+    json_response,
+    plan_create,
+)
+from services.emulator.faults import CallKind, CreationPlan, Triggers
 
 _STATUS = {
     Reason.AUTH_MISSING: "PERMISSION_DENIED",
@@ -105,3 +114,33 @@ def parse_veo_request(body: Any, model: str, vertex: bool) -> VeoRequest | str:
     audio = bool(params.get("generateAudio", veo3)) if vertex else veo3
     storage = params.get("storageUri") if vertex else None
     return VeoRequest(prompt, size[0], size[1], seconds, samples, seed, audio, storage)
+
+
+async def begin_veo_create(
+    ctx: EmulatorContext,
+    request: Request,
+    *,
+    provider: str,
+    owner: str,
+    model: str,
+    errors: ErrorFn,
+) -> Response | tuple[VeoRequest, CreationPlan, Triggers]:
+    """The checks both Veo surfaces (Gemini API and Vertex) run before creating an operation:
+    injected faults, the JSON body, the request fields, the create plan, input moderation."""
+    if fault := await guard(ctx, provider, CallKind.CREATE, errors):
+        return fault
+    try:
+        body = json.loads(await request.body() or b"{}")
+    except ValueError:
+        return errors(400, "Invalid JSON payload received.", Reason.BAD_REQUEST)
+    parsed = parse_veo_request(body, model, vertex=provider == "vertex")
+    if isinstance(parsed, str):
+        return errors(400, parsed, Reason.BAD_REQUEST)
+    planned = plan_create(ctx, provider, owner, parsed.prompt, errors)
+    if isinstance(planned, Response):
+        return planned
+    plan, triggers = planned
+    if plan.reject_input:
+        msg = "The prompt could not be submitted: it violates the (emulated) usage guidelines."
+        return errors(400, msg, Reason.MODERATION)
+    return parsed, plan, triggers
