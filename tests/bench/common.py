@@ -60,14 +60,10 @@ def wait_for_low_load(threshold: float, max_wait_s: float, label: str) -> dict[s
     return note
 
 
-def port_busy(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.settimeout(0.3)
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
 def busy_ports(ports: Iterable[int]) -> list[int]:
-    return [p for p in ports if port_busy(p)]
+    from deploy.stack import port_in_use
+
+    return [p for p in ports if port_in_use(p)]
 
 
 def wait_for_free_ports(ports: Iterable[int], max_wait_s: float, label: str) -> None:

@@ -5,7 +5,7 @@ over a presigned URL -> thumbnail) and report peak RSS and throughput.
 The "provider" is a child process serving a real MP4 followed by a large MP4 `free` box, so the
 file is a valid video of the requested size (FFmpeg skips the padding). Target: < 150 MB RSS.
 
-    python -m tests.bench.storage_bench [--size-mib 1024]     (needs `python -m deploy.localinfra up`)
+    python -m tests.bench.storage_bench [--size-mib 1024]   # needs `make infra-up`
 """
 
 from __future__ import annotations
