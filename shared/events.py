@@ -164,8 +164,3 @@ ALL_EVENTS: tuple[type[Envelope], ...] = (
     JobCancelled,
     JobUpdated,
 )
-
-
-def example_payloads() -> dict[str, dict[str, Any]]:
-    """JSON schema of every event, keyed by type (used by `make schemas` and the AsyncAPI doc)."""
-    return {cls.model_fields["type"].default: cls.model_json_schema() for cls in ALL_EVENTS}

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 import socket
 import sys
@@ -35,10 +34,6 @@ from shared.settings import InfraSettings, ServiceSettings
 log = logging.getLogger(__name__)
 HealthCheck = Callable[[], Awaitable[None]]
 BackgroundLoop = Callable[[], Awaitable[None]]
-
-
-def instance_id(settings: ServiceSettings) -> str:
-    return settings.instance_id or f"{socket.gethostname()}-{os.getpid()}"
 
 
 def build_broker(settings: ServiceSettings, registry: CollectorRegistry) -> KafkaBroker:

@@ -119,10 +119,6 @@ class ServiceSettings(InfraSettings):
         "reelforge",
         description="Name used in logs, metrics and events.",
     )
-    instance_id: str = Field(
-        "",
-        description="Replica id; defaults to host-pid when empty.",
-    )
     metrics_host: str = Field(
         "127.0.0.1",
         description="Address of the /metrics and /health server.",

@@ -119,13 +119,3 @@ TOPICS: dict[Topic, TopicSpec] = {
         ),
     )
 }
-
-
-def all_topic_names() -> list[str]:
-    """Every topic and DLQ name, as created by `deploy/create_topics.py`."""
-    names: list[str] = []
-    for spec in TOPICS.values():
-        names.append(spec.topic.value)
-        if spec.dlq:
-            names.append(spec.dlq)
-    return names
