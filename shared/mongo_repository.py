@@ -19,7 +19,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from shared.errors import DependencyUnavailable
-from shared.jobs import ACTIVE_TASK_STATES, Job, JobState, now, sources_of
+from shared.jobs import ACTIVE_TASK_STATES, AttemptState, Job, JobState, now, sources_of
 from shared.repository import Created, Page, encode_changes, from_document, task_key, to_document
 
 
@@ -93,12 +93,16 @@ class MongoJobRepository:
         expected_states: Iterable[JobState] | None = None,
         expected_version: int | None = None,
         index_task: tuple[str, str] | None = None,
+        attempt_in: tuple[str, Iterable[AttemptState]] | None = None,
     ) -> Job | None:
         query: dict[str, Any] = {"_id": job_id}
         if expected_states is not None:
             query["state"] = {"$in": [s.value for s in expected_states]}
         if expected_version is not None:
             query["version"] = expected_version
+        if attempt_in is not None:
+            attempt_id, states = attempt_in
+            query[f"attempts.{attempt_id}.state"] = {"$in": [s.value for s in states]}
         update: dict[str, Any] = {
             "$set": {**encode_changes(changes), "updated_at": now()},
             "$inc": {"version": 1},

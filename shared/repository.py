@@ -13,6 +13,8 @@ Contract (the same suite runs against `tests/fakes.FakeJobRepository` and
   makes replayed messages harmless no-ops.
 * `update` applies `changes` (dotted paths allowed, e.g. `attempts.a1.state`) atomically when
   the optional `expected_states` / `expected_version` conditions hold; None otherwise.
+  `attempt_in=(attempt_id, states)` adds "that attempt exists and is in one of `states`", so
+  a late writer (a poll answered before the task finished) cannot move an attempt backwards.
 * `update(..., index_task=(provider, task_id))` also makes the job findable by that provider
   task (`find_by_task`), for webhook hints and reconciliation.
 * `get` with a tenant id returns None for another tenant's job (callers answer 404).
@@ -27,7 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from shared.jobs import Job, JobState
+from shared.jobs import AttemptState, Job, JobState
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,7 @@ class JobRepository(Protocol):
         expected_states: Iterable[JobState] | None = None,
         expected_version: int | None = None,
         index_task: tuple[str, str] | None = None,
+        attempt_in: tuple[str, Iterable[AttemptState]] | None = None,
     ) -> Job | None: ...
 
     async def list_jobs(

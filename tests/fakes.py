@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from shared.blobstore import BlobInfo, BlobNotFound, PutResult
-from shared.jobs import Job, JobState, now, sources_of
+from shared.jobs import AttemptState, Job, JobState, now, sources_of
 from shared.repository import Created, Page, encode_changes, from_document, task_key, to_document
 
 
@@ -59,10 +59,15 @@ class FakeJobRepository:
         expected_states: Iterable[JobState] | None = None,
         expected_version: int | None = None,
         index_task: tuple[str, str] | None = None,
+        attempt_in: tuple[str, Iterable[AttemptState]] | None = None,
     ) -> Job | None:
         doc = self.docs.get(job_id)
         if doc is None:
             return None
+        if attempt_in is not None:
+            attempt = doc.get("attempts", {}).get(attempt_in[0])
+            if attempt is None or attempt.get("state") not in {s.value for s in attempt_in[1]}:
+                return None
         if expected_states is not None and doc["state"] not in {s.value for s in expected_states}:
             return None
         if expected_version is not None and doc["version"] != expected_version:

@@ -26,6 +26,13 @@ from shared.routing import price
 from shared.topics import Topic, provider_topic
 
 log = logging.getLogger(__name__)
+# Attempts a TaskFailed may still fail: a succeeded one too (storage reports a lost result).
+FAILABLE = (
+    AttemptState.PENDING,
+    AttemptState.SUBMITTED,
+    AttemptState.RUNNING,
+    AttemptState.SUCCEEDED,
+)
 
 
 @dataclass
@@ -248,8 +255,8 @@ async def on_task_failed(deps: DispatcherDeps, event: TaskFailed) -> None:
     attempt = job.attempts.get(event.attempt_id)
     if attempt is None:
         raise PermanentError(f"job {job.job_id} has no attempt {event.attempt_id}")
-    if job.state.terminal or attempt.state in (AttemptState.FAILED, AttemptState.CANCELLED):
-        return  # replayed, or the job already ended
+    if job.state.terminal or attempt.state not in FAILABLE:
+        return  # replayed, the job already ended, or a late report on a stored result
     failed = await deps.repo.update(
         job.job_id,
         {
@@ -260,6 +267,7 @@ async def on_task_failed(deps: DispatcherDeps, event: TaskFailed) -> None:
             - logic.refund(attempt, event.failure),
             "spent_usd": round(job.spent_usd - logic.refund(attempt, event.failure), 4),
         },
+        attempt_in=(attempt.attempt_id, FAILABLE),  # one writer wins, one refund
     )
     if failed is None:
         return

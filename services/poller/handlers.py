@@ -23,6 +23,9 @@ from shared.providers.errors import FailureClass, ProviderError
 from shared.repository import JobRepository
 from shared.topics import TOPICS, Topic, provider_topic
 
+# Attempt states a poll may still change; any later state was written by whoever saw the end.
+IN_FLIGHT = (AttemptState.SUBMITTED, AttemptState.RUNNING)
+
 log = logging.getLogger(__name__)
 
 
@@ -108,7 +111,7 @@ def track_job(deps: PollerDeps, job: Job) -> int:
     for attempt in job.attempts.values():
         if attempt.task is None or attempt.provider != deps.name:
             continue
-        if attempt.state not in (AttemptState.SUBMITTED, AttemptState.RUNNING):
+        if attempt.state not in IN_FLIGHT:
             continue
         spec = find_model(deps.name, attempt.model)
         override = deps.settings.expected_render_s
@@ -224,8 +227,15 @@ async def _record_progress(deps: PollerDeps, task: Tracked, status: TaskStatus) 
         changes[f"attempts.{task.attempt_id}.state"] = AttemptState.RUNNING
     if status.progress is not None:
         changes["progress"] = round(status.progress, 3)
-    # Other candidates of the same job may already be storing or scoring: still active.
-    job = await deps.repo.update(task.job_id, changes, expected_states=ACTIVE_TASK_STATES)
+    # Other candidates of the same job may already be storing or scoring: still active. The
+    # attempt must still be in flight: an answer that left the provider before the task
+    # finished must not move a succeeded or stored attempt backwards.
+    job = await deps.repo.update(
+        task.job_id,
+        changes,
+        expected_states=ACTIVE_TASK_STATES,
+        attempt_in=(task.attempt_id, IN_FLIGHT),
+    )
     if job is None:
         await _job_ended(deps, task)
         return False
@@ -254,6 +264,7 @@ async def _finish_succeeded(deps: PollerDeps, task: Tracked, status: TaskStatus)
             f"attempts.{task.attempt_id}.finished_at": at,
         },
         expected_states=ACTIVE_TASK_STATES,
+        attempt_in=(task.attempt_id, IN_FLIGHT),  # else another poll got there first
     )
     deps.track().forget(task.key)
     if job is None:
@@ -304,7 +315,8 @@ async def _finish_failed(deps: PollerDeps, task: Tracked, failure: Failure) -> N
 
 
 async def _job_ended(deps: PollerDeps, task: Tracked) -> None:
-    """The job left the active states under us (cancelled, failed): stop and clean up."""
+    """The job left the active states under us (cancelled, failed), or the attempt is no
+    longer in flight (another poll recorded its end): stop, and cancel if the job was."""
     deps.track().forget(task.key)
     job = await deps.repo.get(task.job_id)
     if job is not None and job.state is JobState.CANCELLED:
@@ -346,4 +358,5 @@ async def _cancel_at_provider(deps: PollerDeps, task: Tracked) -> None:
             if cancelled
             else "abandoned (provider has no cancel)",
         },
+        attempt_in=(task.attempt_id, (AttemptState.PENDING, *IN_FLIGHT)),
     )

@@ -62,6 +62,11 @@ class Tracker:
         self._max = max_concurrent
         self._wake = asyncio.Event()
         self._running: set[asyncio.Task[None]] = set()
+        # One poll per task at a time: a hint for a task being polled is remembered in
+        # `_again` and served right after, never by a second concurrent call whose older
+        # answer could land after the newer one.
+        self._polling: set[Key] = set()
+        self._again: set[Key] = set()
 
     def track(self, task: Tracked, due_in: float | None = None) -> None:
         if task.key in self.tasks:
@@ -89,6 +94,7 @@ class Tracker:
 
     def forget(self, key: Key) -> Tracked | None:
         self._schedule.discard(key)
+        self._again.discard(key)
         return self.tasks.pop(key, None)
 
     def forget_partitions(self, partitions: set[int]) -> int:
@@ -103,7 +109,10 @@ class Tracker:
             free = self._max - len(self._running)
             for key in self._schedule.pop_due(time.monotonic(), free):
                 task = self.tasks.get(key)
-                if task is not None:
+                if task is not None and key in self._polling:
+                    self._again.add(key)
+                elif task is not None:
+                    self._polling.add(key)
                     job = asyncio.create_task(self._run_one(task))
                     self._running.add(job)
                     job.add_done_callback(self._running.discard)
@@ -116,17 +125,23 @@ class Tracker:
                 await asyncio.wait_for(self._wake.wait(), timeout)
 
     async def _run_one(self, task: Tracked) -> None:
-        async with self._slots:
-            try:
-                delay = await self._poll(task)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # a bug or a store outage must not stop the other tasks
-                log.exception("poll of %s/%s failed", task.job_id, task.attempt_id)
-                task.errors += 1
-                delay = error_delay(task.errors, None, self.cfg)
-        if delay is not None and task.key in self.tasks:
-            self._schedule.set(task.key, time.monotonic() + delay)
+        try:
+            async with self._slots:
+                try:
+                    delay = await self._poll(task)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # a bug or a store outage must not stop the other tasks
+                    log.exception("poll of %s/%s failed", task.job_id, task.attempt_id)
+                    task.errors += 1
+                    delay = error_delay(task.errors, None, self.cfg)
+        finally:
+            self._polling.discard(task.key)
+        again = task.key in self._again
+        self._again.discard(task.key)
+        current = self.tasks.get(task.key)  # None when done; another object when re-tracked
+        if current is not None and (again or (delay is not None and current is task)):
+            self._schedule.set(task.key, time.monotonic() + (0.0 if again else delay or 0.0))
             self._wake.set()
 
     async def stop(self) -> None:

@@ -106,7 +106,7 @@ async def reconcile(deps: ReconcilerDeps, job: Job, at: datetime) -> str:
                     submitted_at=attempt.submitted_at or attempt.created_at,
                 ),
             )
-        await deps.repo.update(job.job_id, {}, expected_states=[JobState.RUNNING])  # touch
+        await deps.repo.update(job.job_id, {}, expected_states=[job.state])  # touch
     elif v.action is Action.RESEND_RESULT:
         for attempt in v.attempts:
             assert attempt.task is not None

@@ -40,7 +40,9 @@ def verdict(job: Job, at: datetime) -> Verdict:
     unstored = tuple(a for a in job.attempts.values() if a.state is AttemptState.SUCCEEDED)
     if unstored and job.state in (JobState.RUNNING, JobState.STORING):
         return Verdict(Action.RESEND_RESULT, "provider result not stored yet", unstored)
+    # STORING and SCORING too: the other candidates of a multi-candidate job are still
+    # rendering while the first ones are stored, and QC waits for every one of them.
     in_flight = tuple(a for a in job.attempts.values() if a.active and a.task is not None)
-    if in_flight and job.state is JobState.RUNNING:
+    if in_flight and job.state in (JobState.RUNNING, JobState.STORING, JobState.SCORING):
         return Verdict(Action.RETRACK, "tasks in flight without recent updates", in_flight)
     return Verdict(Action.NOTHING, "nothing to do")

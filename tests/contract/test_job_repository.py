@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from shared.jobs import Attempt, Job, JobRequest, JobState, new_job_id, now
+from shared.jobs import Attempt, AttemptState, Job, JobRequest, JobState, new_job_id, now
 from shared.providers.base import TaskRef
 from shared.repository import JobRepository
 from tests.conftest import random_id
@@ -92,6 +92,33 @@ class JobRepositoryContract:
         assert await repo.update(job.job_id, {"progress": 0.9}, expected_version=0) is None
         loaded = await repo.get(job.job_id)
         assert loaded is not None and loaded.progress == 0.5
+
+    async def test_an_attempt_condition_stops_a_late_writer(self, repo: JobRepository) -> None:
+        job = make_job()
+        await repo.create(job)
+        await repo.update(
+            job.job_id,
+            {"attempts.a1": Attempt(attempt_id="a1", provider="kling", model="kling-v2")},
+        )
+        running = (AttemptState.SUBMITTED, AttemptState.RUNNING)
+        stored = await repo.update(job.job_id, {"attempts.a1.state": AttemptState.STORED})
+        assert stored is not None and stored.attempts["a1"].state is AttemptState.STORED
+        late = await repo.update(
+            job.job_id, {"attempts.a1.state": AttemptState.RUNNING}, attempt_in=("a1", running)
+        )
+        assert late is None
+        missing = await repo.update(job.job_id, {"progress": 0.5}, attempt_in=("a9", running))
+        assert missing is None
+        loaded = await repo.get(job.job_id)
+        assert loaded is not None and loaded.attempts["a1"].state is AttemptState.STORED
+        assert loaded.progress != 0.5
+        fits = await repo.update(
+            job.job_id,
+            {"progress": 0.5},
+            attempt_in=("a1", (AttemptState.STORED,)),
+            expected_states=[JobState.ACCEPTED],
+        )
+        assert fits is not None and fits.progress == 0.5
 
     async def test_attempts_are_updated_by_dotted_path_and_found_by_task(
         self, repo: JobRepository

@@ -30,6 +30,8 @@ API = "http://127.0.0.1:8080"
 A = {"Authorization": "Bearer demo-key"}
 B = {"Authorization": "Bearer other-key"}
 # Fast sweeps and short graces so recovery paths run within a test's time.
+# The running stack's log directory, for `explain` (set by the session's `stack` fixture).
+RUN_DIRS: list[Path] = []
 FAST_ENV = {
     "RECONCILER_INTERVAL_S": "1",
     "RECONCILER_ACCEPTED_GRACE_S": "3",
@@ -57,6 +59,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     )
     try:
         s.start_all(timeout_s=120)
+        RUN_DIRS.append(run_dir)
         yield s
     finally:
         s.stop_all()
@@ -188,4 +191,28 @@ async def wait_job(
         if job.get("state") in states:
             return job
         await asyncio.sleep(0.2)
-    raise AssertionError(f"job {job_id} did not reach {states} in {timeout}s: {job.get('state')}")
+    raise AssertionError(
+        f"job {job_id} did not reach {states} in {timeout}s: {job.get('state')}\n"
+        + explain(job_id, job)
+    )
+
+
+def explain(job_id: str, job: dict[str, Any], limit: int = 60) -> str:
+    """What a failed wait prints: the job's attempts, then the services' log lines naming it
+    and their errors, so a failure on a CI machine can be understood from its output alone."""
+    attempts = [
+        {k: a.get(k) for k in ("attempt_id", "candidate", "provider", "state", "failure")}
+        for a in job.get("attempts", [])
+    ]
+    mine: list[str] = []
+    errors: list[str] = []
+    for run_dir in RUN_DIRS[-1:]:
+        for log in sorted(run_dir.glob("*.log")):
+            for line in log.read_text(errors="replace").splitlines():
+                if job_id in line:
+                    mine.append(f"{log.stem}: {line[:600]}")
+                elif "ERROR" in line or "Traceback" in line:
+                    errors.append(f"{log.stem}: {line[:600]}")
+    return "\n".join(
+        [f"attempts: {json.dumps(attempts, default=str)}", *mine[-limit:], *errors[-limit // 3 :]]
+    )
