@@ -161,7 +161,7 @@ def build_router(ctx: EmulatorContext) -> APIRouter:
         return denied or settings.kling_access_key
 
     def lookup(kind: str, ident: str, owner: str) -> Task | None:
-        task = ctx.store.get(PROVIDER, ident) or ctx.store.find(PROVIDER, external_task_id=ident)
+        task = ctx.store.get(PROVIDER, ident) or ctx.store.find(PROVIDER, "external_task_id", ident)
         return task if task and task.extra["kind"] == kind and task.owner == owner else None
 
     @router.post("/v1/videos/{kind}")
@@ -180,7 +180,7 @@ def build_router(ctx: EmulatorContext) -> APIRouter:
         if isinstance(parsed, str):
             return kling_error(400, parsed, Reason.BAD_REQUEST)
         external = parsed.get("external_task_id")
-        if external and ctx.store.find(PROVIDER, external_task_id=external):
+        if external and ctx.store.find(PROVIDER, "external_task_id", external):
             return kling_error(400, "external_task_id already exists", Reason.BAD_REQUEST)
         prompt = str(parsed.get("prompt") or "")
         planned = plan_create(ctx, PROVIDER, owner, prompt, kling_error)

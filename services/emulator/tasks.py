@@ -122,6 +122,9 @@ class TaskStore:
         self._concurrency = concurrency or {}
         self._tasks: dict[str, dict[str, Task]] = {}
         self._removed: dict[str, list[Task]] = {}  # still occupy their past slots in schedules
+        # (provider, key, value) -> task id, for the lookups `find` serves (Kling's
+        # external_task_id); O(1) however many tasks the emulator holds.
+        self._by_extra: dict[tuple[str, str, str], str] = {}
         self._lock = threading.Lock()
         self._seq = itertools.count(1)
 
@@ -129,17 +132,19 @@ class TaskStore:
         with self._lock:
             task.seq = next(self._seq)
             self._tasks.setdefault(task.provider, {})[task.id] = task
+            for key, value in task.extra.items():
+                if isinstance(value, str) and value:
+                    self._by_extra.setdefault((task.provider, key, value), task.id)
             self._reschedule(task.provider, task.owner)
         return task
 
     def get(self, provider: str, task_id: str) -> Task | None:
         return self._tasks.get(provider, {}).get(task_id)
 
-    def find(self, provider: str, **extra: Any) -> Task | None:
-        for task in self.list(provider):
-            if all(task.extra.get(k) == v for k, v in extra.items()):
-                return task
-        return None
+    def find(self, provider: str, key: str, value: str) -> Task | None:
+        """The first task of `provider` whose `extra[key]` is `value` (string values only)."""
+        task_id = self._by_extra.get((provider, key, value))
+        return None if task_id is None else self.get(provider, task_id)
 
     def list(self, provider: str) -> list[Task]:
         return sorted(self._tasks.get(provider, {}).values(), key=lambda t: (t.created_at, t.seq))
@@ -153,6 +158,12 @@ class TaskStore:
         with self._lock:
             task = self._tasks.get(provider, {}).pop(task_id, None)
             if task is not None:
+                for key, value in task.extra.items():
+                    if (
+                        isinstance(value, str)
+                        and self._by_extra.get((provider, key, value)) == task_id
+                    ):
+                        del self._by_extra[(provider, key, value)]
                 now = self.clock.now()
                 if task.phase(now) not in TERMINAL:
                     task.cancelled_at = now

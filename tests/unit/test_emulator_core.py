@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,10 +20,13 @@ from services.emulator.tasks import FakeClock, Outcome, Phase, Task, TaskStore
 SPEC = RenderSpec(prompt="a person on a bridge", width=96, height=64, seconds=0.5, fps=12)
 
 
+_IDS = itertools.count(1)
+
+
 def task(clock: FakeClock, owner: str = "k", **kw: object) -> Task:
     values: dict = {"queue_seconds": 1.0, "render_seconds": 4.0, **kw}
     return Task(
-        id=str(id(values)),
+        id=f"t{next(_IDS)}",  # unique: id() of a freed dict can repeat
         provider="runway",
         model="m",
         prompt="p",
@@ -56,6 +60,21 @@ def test_store_throttles_per_owner_and_starts_the_next_when_a_slot_frees() -> No
     clock.advance(1)
     store.remove("runway", first.id)
     assert second.start_at == clock.now()
+
+
+def test_store_finds_a_task_by_an_extra_value_until_it_is_removed() -> None:
+    clock = FakeClock()
+    store = TaskStore(clock)
+    for n in range(50):
+        store.add(task(clock, extra={"external_task_id": f"ext-{n}"}))
+    wanted = store.find("runway", "external_task_id", "ext-42")
+    assert wanted is not None and wanted.extra["external_task_id"] == "ext-42"
+    assert store.find("runway", "external_task_id", "ext-404") is None
+    assert store.find("kling", "external_task_id", "ext-42") is None  # per provider
+    store.remove("runway", wanted.id)
+    assert store.find("runway", "external_task_id", "ext-42") is None
+    again = store.add(task(clock, extra={"external_task_id": "ext-42"}))
+    assert store.find("runway", "external_task_id", "ext-42") is again
 
 
 def test_triggers_parse_failures_timings_and_face() -> None:
