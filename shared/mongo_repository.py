@@ -61,11 +61,12 @@ class MongoJobRepository:
             return Created(existing, False)
 
     async def get(self, job_id: str, tenant_id: str | None = None) -> Job | None:
-        query: dict[str, Any] = {"_id": job_id}
-        if tenant_id is not None:
-            query["tenant_id"] = tenant_id
-        doc = await self._jobs.find_one(query)
-        return from_document(doc) if doc else None
+        # `{_id}` alone, the tenant checked here: FerretDB's SQLite backend uses its `_id` index
+        # only for a filter that is exactly `{_id: <string>}` and scans for anything more.
+        doc = await self._jobs.find_one({"_id": job_id})
+        if doc is None or (tenant_id is not None and doc.get("tenant_id") != tenant_id):
+            return None
+        return from_document(doc)
 
     async def find_by_idempotency_key(self, tenant_id: str, key: str) -> Job | None:
         doc = await self._jobs.find_one({"idem": f"{tenant_id}:{key}"})
