@@ -137,12 +137,16 @@ class Tracker:
                     delay = error_delay(task.errors, None, self.cfg)
         finally:
             self._polling.discard(task.key)
-        again = task.key in self._again
-        self._again.discard(task.key)
         current = self.tasks.get(task.key)  # None when done; another object when re-tracked
-        if current is not None and (again or (delay is not None and current is task)):
-            self._schedule.set(task.key, time.monotonic() + (0.0 if again else delay or 0.0))
-            self._wake.set()
+        if current is None:
+            return
+        if task.key in self._again:  # hinted while this poll ran: poll again now
+            self._again.discard(task.key)
+            delay = 0.0
+        elif delay is None or current is not task:
+            return  # finished, or the re-tracked object keeps its own schedule
+        self._schedule.set(task.key, time.monotonic() + delay)
+        self._wake.set()
 
     async def stop(self) -> None:
         for job in list(self._running):
