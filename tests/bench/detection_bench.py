@@ -96,7 +96,7 @@ async def naive_loop(
         while time.monotonic() < deadline:
             await asyncio.sleep(max(0.0, t0 + k * NAIVE_INTERVAL_S - time.time()))
             k += 1
-            r = await client.get(f"{EMULATOR}/openai/v1/videos/{video_id}", headers=NAIVE_KEY)
+            r = await naive_status(client, video_id)
             calls += 1
             if r.json().get("status") in ("completed", "failed"):
                 return {
@@ -115,6 +115,22 @@ async def naive_loop(
         }
 
     return list(await asyncio.gather(*(one(i, r) for i, r in enumerate(seconds))))
+
+
+async def naive_status(client: Any, video_id: str) -> Any:
+    """GET one status for the naive loop. A request on a keep-alive connection that the server
+    closed as idle (uvicorn closes after 5 s, the loop's own interval) fails before reaching
+    the app; it is sent again on a new connection, as any client would."""
+    import httpx
+
+    url = f"{EMULATOR}/openai/v1/videos/{video_id}"
+    for attempt in range(3):
+        try:
+            return await client.get(url, headers=NAIVE_KEY)
+        except (httpx.ReadError, httpx.RemoteProtocolError):
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
 
 
 async def submit(
