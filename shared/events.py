@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
@@ -133,6 +133,51 @@ class JobUpdated(Envelope):
     progress: float = 0.0
     queue_position: int | None = None
     detail: str = ""
+
+
+_EVENT_IDS = uuid.UUID("5b0e8f52-6c1d-4f7e-9a55-7265656c666f")
+E = TypeVar("E", bound="Envelope")
+
+
+def stable_event_id(job_id: str, attempt_id: str | None, event_type: str, seq: object = "") -> str:
+    """The CloudEvents id of an event about a job: derived from (job, attempt, event type) and,
+    for events that legitimately repeat (progress), a sequence number such as the job version.
+    A replay after a crash therefore repeats the id."""
+    name = f"{job_id}/{attempt_id or '-'}/{event_type}/{seq}"
+    return str(uuid.uuid5(_EVENT_IDS, name))
+
+
+def event_about(
+    cls: type[E],
+    job: Job,
+    source: str,
+    *,
+    attempt: str | None = None,
+    seq: object = "",
+    **fields: Any,
+) -> E:
+    """An event about `job` with its stable id (see `stable_event_id`); `attempt` also fills
+    the event's `attempt_id` when it has one."""
+    event_type = str(cls.model_fields["type"].default)
+    if attempt is not None and "attempt_id" in cls.model_fields:
+        fields["attempt_id"] = attempt
+    return cls(
+        id=stable_event_id(job.job_id, attempt, event_type, seq),
+        **envelope_of(job, source),
+        **fields,
+    )
+
+
+def job_failed(job: Job, failure: Failure, source: str) -> JobFailed:
+    """The outcome event of a failed job, as written (its id is the job's: one per job)."""
+    return event_about(
+        JobFailed,
+        job,
+        source,
+        failure=failure,
+        cost_usd=round(job.spent_usd, 4),
+        metadata=job.request.metadata,
+    )
 
 
 def envelope_of(job: Job, source: str) -> dict[str, Any]:

@@ -1,35 +1,43 @@
 """The `JobRepository` port: where job state lives.
 
-Contract (the same suite runs against `tests/fakes.FakeJobRepository` and
-`shared.mongo_repository.MongoJobRepository`):
+Contract (the same suite runs against `tests/fakes.FakeJobRepository`,
+`shared.pg_repository.PgJobRepository` and `shared.mongo_repository.MongoJobRepository`):
 
 * `create` inserts a job. If the tenant already has a job with the same idempotency key, it
   inserts nothing and returns the existing job with `created=False` (a unique index makes
   this race-free across replicas).
 * `transition` moves a job to `target` only if its current state is one from which `target`
   is legal (see `shared.jobs.sources_of`) and, when given, only if its state is in
-  `expected`. It applies `changes` in the same atomic single-document update, bumps
-  `version` and returns the new job; it returns None when the condition does not hold, which
-  makes replayed messages harmless no-ops.
+  `expected`. It applies `changes` in the same atomic single-row update, bumps `version`
+  and returns the new job; it returns None when the condition does not hold, which makes
+  replayed messages harmless no-ops. N concurrent claimers of one job: exactly one wins.
 * `update` applies `changes` (dotted paths allowed, e.g. `attempts.a1.state`) atomically when
   the optional `expected_states` / `expected_version` conditions hold; None otherwise.
+  Concurrent updates of different fields never lose one another.
   `attempt_in=(attempt_id, states)` adds "that attempt exists and is in one of `states`", so
   a late writer (a poll answered before the task finished) cannot move an attempt backwards.
+  `inc={"spent_usd": x}` adds to a number atomically (no read-modify-write in Python).
 * `update(..., index_task=(provider, task_id))` also makes the job findable by that provider
   task (`find_by_task`), for webhook hints and reconciliation.
+* `announce` (on `create`, `transition`, `update`): a function of the job after the change
+  returning `(topic, event)` pairs. They are stored in the outbox atomically with the change
+  and published by the relay (`shared.outbox`); a change that did not happen stores none.
+* `claim_queued(limits, batch, at)` moves the oldest due QUEUED jobs of each provider to
+  SUBMITTING while their candidates fit in the provider's free slots (`limits` minus
+  `inflight_slots`); concurrent claimers never admit one job twice nor exceed a limit
+  (PostgreSQL; the others claim job by job with conditional transitions).
 * `get` with a tenant id returns None for another tenant's job (callers answer 404).
-* Nothing relies on multi-document transactions or change streams (the MongoDB-compatible
-  server used locally lacks them).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
 from shared.jobs import AttemptState, Job, JobState
+from shared.outbox import Announce
 
 
 @dataclass(frozen=True)
@@ -45,7 +53,7 @@ class Page:
 
 
 class JobRepository(Protocol):
-    async def create(self, job: Job) -> Created: ...
+    async def create(self, job: Job, *, announce: Announce | None = None) -> Created: ...
 
     async def get(self, job_id: str, tenant_id: str | None = None) -> Job | None: ...
 
@@ -58,6 +66,7 @@ class JobRepository(Protocol):
         changes: dict[str, Any] | None = None,
         *,
         expected: Iterable[JobState] | None = None,
+        announce: Announce | None = None,
     ) -> Job | None: ...
 
     async def update(
@@ -69,7 +78,13 @@ class JobRepository(Protocol):
         expected_version: int | None = None,
         index_task: tuple[str, str] | None = None,
         attempt_in: tuple[str, Iterable[AttemptState]] | None = None,
+        inc: Mapping[str, float] | None = None,
+        announce: Announce | None = None,
     ) -> Job | None: ...
+
+    async def claim_queued(
+        self, limits: Mapping[str, int], batch: int, at: datetime
+    ) -> list[Job]: ...
 
     async def list_jobs(
         self,
@@ -106,6 +121,37 @@ class JobRepository(Protocol):
     async def inflight_slots(self) -> dict[str, int]:
         """Provider slots in use, per provider: candidates of jobs in SUBMITTING or RUNNING."""
         ...
+
+
+async def claim_one_by_one(
+    repo: JobRepository, limits: Mapping[str, int], batch: int, at: datetime
+) -> list[Job]:
+    """`claim_queued` for stores without row locks: read the queue and the slots in use, then
+    claim each job with a conditional transition (one winner per job; two replicas admitting
+    at the same moment can together exceed a limit by what the other claimed meanwhile)."""
+    waiting = await repo.next_queued(None, batch, at=at)
+    if not waiting:
+        return []
+    in_use = await repo.inflight_slots()
+    free = {p: limits.get(p, 0) - in_use.get(p, 0) for p in limits}
+    taken: set[str] = set()
+    claimed: list[Job] = []
+    for job in waiting:
+        provider = job.active_provider or ""
+        need = job.request.candidates
+        # An idle provider takes one job larger than its whole limit (else it would wait forever).
+        oversize_ok = in_use.get(provider, 0) == 0 and provider not in taken
+        if free.get(provider, 0) < need and not (oversize_ok and free.get(provider, 0) > 0):
+            free[provider] = 0  # strict FIFO per provider: nothing jumps this job
+            continue
+        moved = await repo.transition(
+            job.job_id, JobState.SUBMITTING, {"not_before": None}, expected=[JobState.QUEUED]
+        )
+        if moved is not None:
+            free[provider] = free.get(provider, 0) - need
+            taken.add(provider)
+            claimed.append(moved)
+    return claimed
 
 
 def to_document(job: Job) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from pymongo.errors import OperationFailure, PyMongoError
 from shared.blobstore import MinioBlobStore
 from shared.errors import ConfigurationError, DependencyUnavailable, ReelforgeError
 from shared.logs import configure_logging
+from shared.pg import redacted
 from shared.settings import InfraSettings, ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -58,9 +59,12 @@ async def start_broker(broker: KafkaBroker, settings: InfraSettings) -> None:
         ) from exc
 
 
-async def connect_mongo(settings: InfraSettings) -> AsyncMongoClient[dict[str, Any]]:
+async def connect_mongo(
+    settings: InfraSettings, uri: str | None = None, *, setting: str = "MONGODB_URI"
+) -> AsyncMongoClient[dict[str, Any]]:
+    uri = uri or settings.mongodb_uri
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
-        settings.mongodb_uri,
+        uri,
         tz_aware=True,
         serverSelectionTimeoutMS=int(settings.connect_timeout_s * 1000),
         appname="reelforge",
@@ -69,13 +73,11 @@ async def connect_mongo(settings: InfraSettings) -> AsyncMongoClient[dict[str, A
         await client.admin.command("ping")
     except OperationFailure as exc:
         await client.close()
-        raise ConfigurationError(
-            "MONGODB_URI", f"the server refused us: {exc.details or exc}"
-        ) from exc
+        raise ConfigurationError(setting, f"the server refused us: {exc.details or exc}") from exc
     except PyMongoError as exc:
         await client.close()
         raise ConfigurationError(
-            "MONGODB_URI", f"no MongoDB-compatible server answers at {settings.mongodb_uri}"
+            setting, f"no MongoDB-compatible server answers at {redacted(uri)}"
         ) from exc
     return client
 

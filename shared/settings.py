@@ -24,15 +24,28 @@ class InfraSettings(BaseSettings):
         default="127.0.0.1:19092",
         description="Kafka bootstrap servers, comma separated.",
     )
+    job_store_uri: str = Field(
+        validation_alias=AliasChoices("JOB_STORE_URI", "job_store_uri"),
+        default="postgresql://postgres@127.0.0.1:15432/reelforge",
+        description="Where job state lives; the scheme picks the store: postgresql:// (the "
+        "embedded default) or mongodb:// / mongodb+srv:// (production with MongoDB).",
+    )
     mongodb_uri: str = Field(
         validation_alias=AliasChoices("MONGODB_URI", "mongodb_uri"),
         default="mongodb://127.0.0.1:27117/",
-        description="MongoDB connection URI.",
+        description="A MongoDB-compatible server for the MongoDB adapter's own tests (local: "
+        "FerretDB). Services use JOB_STORE_URI.",
     )
     mongodb_database: str = Field(
         validation_alias=AliasChoices("MONGODB_DATABASE", "mongodb_database"),
         default="reelforge",
-        description="Database that holds job state.",
+        description="Database that holds job state when JOB_STORE_URI is a MongoDB URI.",
+    )
+    allow_non_atomic_store: bool = Field(
+        validation_alias=AliasChoices("ALLOW_NON_ATOMIC_STORE", "allow_non_atomic_store"),
+        default=False,
+        description="Local tests only: start on a MongoDB-compatible server whose "
+        "single-document updates are not atomic (FerretDB). Never in production.",
     )
     s3_endpoint: str = Field(
         validation_alias=AliasChoices("S3_ENDPOINT", "s3_endpoint"),

@@ -3,25 +3,55 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
 from shared.blobstore import BlobInfo, BlobNotFound, PutResult
+from shared.events import Envelope
 from shared.jobs import AttemptState, Job, JobState, now, sources_of
-from shared.repository import Created, Page, encode_changes, from_document, task_key, to_document
+from shared.outbox import Announce
+from shared.repository import (
+    Created,
+    Page,
+    claim_one_by_one,
+    encode_changes,
+    from_document,
+    task_key,
+    to_document,
+)
 
 
 class FakeJobRepository:
+    """Atomic by construction (no await between a condition and its write). `outbox` holds
+    the announced events in order; each `relay_to` sink gets them as they are announced, as
+    the relay would publish them."""
+
     def __init__(self) -> None:
         self.docs: dict[str, dict[str, Any]] = {}
+        self.outbox: list[tuple[str, Envelope]] = []
+        self.sinks: list[Callable[[str, Envelope], None]] = []
 
-    async def create(self, job: Job) -> Created:
+    def relay_to(self, sink: Callable[[str, Envelope], None]) -> None:
+        self.sinks.append(sink)
+
+    def announced(self, topic: str | None = None) -> list[Envelope]:
+        return [e for t, e in self.outbox if topic is None or t == str(topic)]
+
+    def _announce(self, announce: Announce | None, job: Job) -> None:
+        if announce is not None:
+            for topic, event in announce(job):
+                self.outbox.append((str(topic), event))
+                for sink in self.sinks:
+                    sink(str(topic), event)
+
+    async def create(self, job: Job, *, announce: Announce | None = None) -> Created:
         doc = to_document(job)
         for existing in self.docs.values():
             if existing["idem"] == doc["idem"]:
                 return Created(from_document(existing), False)
         self.docs[job.job_id] = doc
+        self._announce(announce, job)
         return Created(job, True)
 
     async def get(self, job_id: str, tenant_id: str | None = None) -> Job | None:
@@ -43,12 +73,13 @@ class FakeJobRepository:
         changes: dict[str, Any] | None = None,
         *,
         expected: Iterable[JobState] | None = None,
+        announce: Announce | None = None,
     ) -> Job | None:
         allowed = set(sources_of(target))
         if expected is not None:
             allowed &= set(expected)
         return await self.update(
-            job_id, {**(changes or {}), "state": target}, expected_states=allowed
+            job_id, {**(changes or {}), "state": target}, expected_states=allowed, announce=announce
         )
 
     async def update(
@@ -60,6 +91,8 @@ class FakeJobRepository:
         expected_version: int | None = None,
         index_task: tuple[str, str] | None = None,
         attempt_in: tuple[str, Iterable[AttemptState]] | None = None,
+        inc: Mapping[str, float] | None = None,
+        announce: Announce | None = None,
     ) -> Job | None:
         doc = self.docs.get(job_id)
         if doc is None:
@@ -74,10 +107,17 @@ class FakeJobRepository:
             return None
         for path, value in {**encode_changes(changes), "updated_at": now()}.items():
             _set_path(doc, path, value)
+        for path, delta in (inc or {}).items():
+            _set_path(doc, path, round(_get_path(doc, path) + delta, 6))
         doc["version"] += 1
         if index_task is not None and task_key(*index_task) not in doc["task_ids"]:
             doc["task_ids"].append(task_key(*index_task))
-        return from_document(doc)
+        job = from_document(doc)
+        self._announce(announce, job)
+        return job
+
+    async def claim_queued(self, limits: Mapping[str, int], batch: int, at: datetime) -> list[Job]:
+        return await claim_one_by_one(self, limits, batch, at)
 
     async def list_jobs(
         self,
@@ -165,6 +205,29 @@ class FakeJobRepository:
                 name = d["active_provider"] or ""
                 slots[name] = slots.get(name, 0) + d["request"]["candidates"]
         return slots
+
+
+class FakeOutboxRelay:
+    """Publishes what a FakeJobRepository announced through a (test) broker, in order."""
+
+    def __init__(self, repo: FakeJobRepository, broker: Any) -> None:
+        self.repo, self.broker, self.sent = repo, broker, 0
+
+    async def run_once(self) -> int:
+        from shared.messaging import publish
+
+        pending = self.repo.outbox[self.sent :]
+        for topic, event in pending:
+            await publish(self.broker, topic, event)
+        self.sent += len(pending)
+        return len(pending)
+
+
+def _get_path(doc: dict[str, Any], path: str) -> float:
+    value: Any = doc
+    for part in path.split("."):
+        value = value.get(part, {}) if isinstance(value, dict) else {}
+    return float(value) if isinstance(value, (int, float)) else 0.0
 
 
 def _set_path(doc: dict[str, Any], path: str, value: Any) -> None:

@@ -79,6 +79,10 @@ class RecordingPublisher:
     async def __call__(self, topic: Topic, event: Envelope) -> None:
         self.sent.append((topic, event))
 
+    def record(self, topic: str, event: Envelope) -> None:
+        """A sink for `FakeJobRepository.relay_to`: what the outbox relay would publish."""
+        self.sent.append((Topic(topic), event))
+
     def on(self, topic: Topic) -> list[Envelope]:
         return [e for t, e in self.sent if t is topic]
 

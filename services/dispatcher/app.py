@@ -16,10 +16,10 @@ from services.dispatcher.settings import DispatcherSettings
 from shared.events import JobAccepted, TaskFailed, TaskSucceeded
 from shared.messaging import consume
 from shared.metrics import ServiceMetrics
-from shared.mongo_repository import MongoJobRepository
 from shared.providers.registry import build_provider
 from shared.providers.settings import ProviderSettings
-from shared.runtime import ServiceProcess, build_broker, connect_mongo, kafka_check, mongo_check
+from shared.runtime import ServiceProcess, build_broker, kafka_check
+from shared.stores import attach, open_job_store
 from shared.topics import Topic
 
 log = logging.getLogger(__name__)
@@ -29,9 +29,8 @@ async def create_app(settings: DispatcherSettings) -> ServiceProcess:
     registry = CollectorRegistry()
     metrics = ServiceMetrics(registry, settings.service_name)
     broker = build_broker(settings, registry)
-    mongo = await connect_mongo(settings)
-    repo = MongoJobRepository.from_client(mongo, settings.mongodb_database)
-    await repo.ensure_indexes()
+    store = await open_job_store(settings)
+    repo = store.repo
     http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=5.0))
     provider_settings = ProviderSettings()
     deps = DispatcherDeps(
@@ -47,15 +46,12 @@ async def create_app(settings: DispatcherSettings) -> ServiceProcess:
         settings,
         registry,
         broker=broker,
-        checks={"kafka": kafka_check(broker), "mongodb": mongo_check(mongo)},
+        checks={"kafka": kafka_check(broker)},
     )
+    attach(store, process)
     process.loops.append(lambda: admission_loop(deps))
 
-    async def close() -> None:
-        await http.aclose()
-        await mongo.close()
-
-    process.on_stop.append(close)
+    process.on_stop.append(http.aclose)
     return process
 
 

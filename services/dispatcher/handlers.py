@@ -14,10 +14,18 @@ from faststream.kafka import KafkaBroker
 from services.dispatcher import logic
 from services.dispatcher.logic import Next
 from services.dispatcher.settings import DispatcherSettings
-from shared.events import JobAccepted, JobFailed, JobUpdated, TaskFailed, TaskSubmitted, envelope_of
+from shared.events import (
+    Envelope,
+    JobAccepted,
+    JobUpdated,
+    TaskFailed,
+    TaskSubmitted,
+    event_about,
+    job_failed,
+)
 from shared.jobs import Attempt, AttemptState, Job, JobState, now
 from shared.logs import log_context, trace_id_of
-from shared.messaging import PermanentError, publish
+from shared.messaging import PermanentError
 from shared.metrics import ServiceMetrics
 from shared.providers.base import Failure, TaskRef, VideoProvider
 from shared.providers.errors import ProviderError
@@ -45,6 +53,7 @@ class DispatcherDeps:
     limits: dict[str, int]
     clock: Callable[[], datetime] = field(default=now)
     kick: asyncio.Event = field(default_factory=asyncio.Event)
+    waiting_counted_at: datetime | None = None
 
 
 async def on_job_accepted(deps: DispatcherDeps, event: JobAccepted) -> None:
@@ -75,34 +84,40 @@ async def _enqueue(
             "not_before": at + delay if delay else None,
         },
         expected=[expected],
+        announce=lambda after: [_update(after, f"waiting for a {provider} slot")],
     )
     if queued is not None:
         deps.metrics.job_transitions.labels("queued", provider).inc()
-        await _update(deps, queued, f"waiting for a {provider} slot")
         deps.kick.set()
     return queued
 
 
 async def admit(deps: DispatcherDeps) -> int:
-    """One admission round: fill every provider's free slots with its oldest queued jobs.
-    One read of the queue, and one of the slots in use only when something is waiting."""
-    waiting = await deps.repo.next_queued(None, deps.settings.admission_batch, at=deps.clock())
-    by_provider: dict[str, list[Job]] = {p: [] for p in deps.limits}
-    for job in waiting:
-        by_provider.setdefault(job.active_provider or "", []).append(job)
-    in_use = await deps.repo.inflight_slots() if waiting else {}
-    admitted = 0
-    for provider, jobs in by_provider.items():
-        free = deps.limits.get(provider, 0) - in_use.get(provider, 0)
-        deps.metrics.admission_waiting.labels(provider).set(max(0, len(jobs) - max(free, 0)))
-        for job in jobs[: max(free, 0)]:
-            claimed = await deps.repo.transition(
-                job.job_id, JobState.SUBMITTING, {"not_before": None}, expected=[JobState.QUEUED]
-            )
-            if claimed is not None:  # another replica may have claimed it first
-                admitted += 1
-                await submit(deps, claimed)
-    return admitted
+    """One admission round: the store moves each provider's oldest due queued jobs to
+    SUBMITTING while their candidates fit in its free slots (atomically across replicas), and
+    this replica submits what it claimed, `submit_concurrency` jobs at a time."""
+    claimed = await deps.repo.claim_queued(deps.limits, deps.settings.admission_batch, deps.clock())
+    gate = asyncio.Semaphore(deps.settings.submit_concurrency)
+
+    async def submit_one(job: Job) -> None:
+        async with gate:
+            await submit(deps, job)
+
+    await asyncio.gather(*(submit_one(job) for job in claimed))
+    await _count_waiting(deps)
+    return len(claimed)
+
+
+async def _count_waiting(deps: DispatcherDeps) -> None:
+    """The waiting-jobs gauge, at most once a second (one indexed count per provider)."""
+    at = deps.clock()
+    if deps.waiting_counted_at is not None and at - deps.waiting_counted_at < timedelta(seconds=1):
+        return
+    deps.waiting_counted_at = at
+    far = at + timedelta(days=3650)
+    for provider in deps.limits:
+        waiting = await deps.repo.count_queued_before(provider, far)
+        deps.metrics.admission_waiting.labels(provider).set(waiting)
 
 
 async def submit(deps: DispatcherDeps, job: Job) -> None:
@@ -127,12 +142,15 @@ async def submit(deps: DispatcherDeps, job: Job) -> None:
         if latest is None or latest.state is not JobState.SUBMITTING:
             return  # cancelled meanwhile: the pollers cancel the tasks on the cancel hint
         if latest.active_attempts():
+            detail = f"rendering on {spec.provider}/{spec.model}"
             running = await deps.repo.transition(
-                job.job_id, JobState.RUNNING, expected=[JobState.SUBMITTING]
+                job.job_id,
+                JobState.RUNNING,
+                expected=[JobState.SUBMITTING],
+                announce=lambda after: [_update(after, detail)],
             )
             if running is not None:
                 deps.metrics.job_transitions.labels("running", spec.provider).inc()
-                await _update(deps, running, f"rendering on {spec.provider}/{spec.model}")
         elif errors:
             await _after_submit_errors(deps, latest, errors[-1])
 
@@ -178,8 +196,22 @@ async def _record_task(
     deps: DispatcherDeps, job: Job, attempt_id: str, ref: TaskRef, cost: float
 ) -> None:
     at = deps.clock()
-    # Unconditional on the job's state: a paid task is recorded even if the job was cancelled.
-    updated = await deps.repo.update(
+    override = deps.settings.expected_render_s
+    expected = override if override is not None else logic.current_spec(job).typical_render_s
+    submitted = event_about(
+        TaskSubmitted,
+        job,
+        "dispatcher",
+        attempt=attempt_id,
+        task=ref,
+        deadline_at=logic.deadline_for(job, at),
+        expected_render_s=expected,
+        submitted_at=at,
+    )
+    # Unconditional on the job's state: a paid task is recorded even if the job was cancelled
+    # (its poller then cancels it). The task, the spend and the poller's TaskSubmitted are
+    # one atomic write: no paid task without a record, and no record without its poller.
+    await deps.repo.update(
         job.job_id,
         {
             f"attempts.{attempt_id}.task": ref,
@@ -188,22 +220,8 @@ async def _record_task(
             f"attempts.{attempt_id}.cost_usd": cost,
         },
         index_task=(ref.provider, ref.task_id),
-    )
-    spent = sum(a.cost_usd for a in updated.attempts.values()) if updated else cost
-    await deps.repo.update(job.job_id, {"spent_usd": round(spent, 4)})
-    override = deps.settings.expected_render_s
-    expected = override if override is not None else logic.current_spec(job).typical_render_s
-    await publish(
-        deps.broker,
-        provider_topic(ref.provider),
-        TaskSubmitted(
-            **envelope_of(job, "dispatcher"),
-            attempt_id=attempt_id,
-            task=ref,
-            deadline_at=logic.deadline_for(job, at),
-            expected_render_s=expected,
-            submitted_at=at,
-        ),
+        inc={"spent_usd": cost},
+        announce=lambda _: [(provider_topic(ref.provider), submitted)],
     )
 
 
@@ -257,17 +275,17 @@ async def on_task_failed(deps: DispatcherDeps, event: TaskFailed) -> None:
         raise PermanentError(f"job {job.job_id} has no attempt {event.attempt_id}")
     if job.state.terminal or attempt.state not in FAILABLE:
         return  # replayed, the job already ended, or a late report on a stored result
+    refund = logic.refund(attempt, event.failure)
     failed = await deps.repo.update(
         job.job_id,
         {
             f"attempts.{attempt.attempt_id}.state": AttemptState.FAILED,
             f"attempts.{attempt.attempt_id}.failure": event.failure,
             f"attempts.{attempt.attempt_id}.finished_at": deps.clock(),
-            f"attempts.{attempt.attempt_id}.cost_usd": attempt.cost_usd
-            - logic.refund(attempt, event.failure),
-            "spent_usd": round(job.spent_usd - logic.refund(attempt, event.failure), 4),
+            f"attempts.{attempt.attempt_id}.cost_usd": attempt.cost_usd - refund,
         },
         attempt_in=(attempt.attempt_id, FAILABLE),  # one writer wins, one refund
+        inc={"spent_usd": -refund},
     )
     if failed is None:
         return
@@ -303,30 +321,29 @@ async def _decide(deps: DispatcherDeps, job: Job, failure: Failure, current: Job
 
 
 async def fail_job(deps: DispatcherDeps, job: Job, failure: Failure) -> None:
-    failed = await deps.repo.transition(job.job_id, JobState.FAILED, {"failure": failure})
+    failed = await deps.repo.transition(
+        job.job_id,
+        JobState.FAILED,
+        {"failure": failure},
+        announce=lambda after: [(Topic.JOBS_FINISHED, job_failed(after, failure, "dispatcher"))],
+    )
     if failed is None:
         return
     deps.metrics.job_transitions.labels("failed", failed.active_provider or "").inc()
     deps.metrics.job_duration.labels("failed").observe(
         (deps.clock() - failed.created_at).total_seconds()
     )
-    await publish(
-        deps.broker,
-        Topic.JOBS_FINISHED,
-        JobFailed(
-            **envelope_of(failed, "dispatcher"),
-            failure=failure,
-            cost_usd=failed.spent_usd,
-            metadata=failed.request.metadata,
-        ),
-    )
 
 
-async def _update(deps: DispatcherDeps, job: Job, detail: str) -> None:
-    await publish(
-        deps.broker,
-        Topic.JOB_UPDATES,
-        JobUpdated(
-            **envelope_of(job, "dispatcher"), state=job.state, progress=job.progress, detail=detail
-        ),
+def _update(job: Job, detail: str) -> tuple[Topic, Envelope]:
+    """A progress event about the job as written (one per job version)."""
+    update = event_about(
+        JobUpdated,
+        job,
+        "dispatcher",
+        seq=job.version,
+        state=job.state,
+        progress=job.progress,
+        detail=detail,
     )
+    return Topic.JOB_UPDATES, update

@@ -27,6 +27,9 @@ class DispatcherSettings(ServiceSettings, CallbackSettings):
         "a task ends).",
     )
     admission_batch: int = Field(500, description="Queued jobs read per admission round.")
+    submit_concurrency: int = Field(
+        16, ge=1, description="Provider submit calls this replica makes at once."
+    )
     submit_retries: int = Field(2, description="In-place retries of a transient submit error.")
     max_requeues: int = Field(3, description="Requeues on one provider before falling back.")
     same_provider_retries: int = Field(

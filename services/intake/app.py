@@ -13,7 +13,6 @@ from services.intake.settings import IntakeSettings
 from shared.events import JobUpdated, RequestJob
 from shared.messaging import consume
 from shared.metrics import ServiceMetrics
-from shared.mongo_repository import MongoJobRepository
 from shared.providers.registry import build_provider
 from shared.providers.settings import ProviderSettings
 from shared.runtime import (
@@ -21,10 +20,9 @@ from shared.runtime import (
     blob_check,
     build_broker,
     connect_blobstore,
-    connect_mongo,
     kafka_check,
-    mongo_check,
 )
+from shared.stores import attach, open_job_store
 from shared.tenants import TenantDirectory
 from shared.topics import Topic
 
@@ -33,9 +31,8 @@ async def create_app(settings: IntakeSettings) -> ServiceProcess:
     registry = CollectorRegistry()
     metrics = ServiceMetrics(registry, settings.service_name)
     broker = build_broker(settings, registry)
-    mongo = await connect_mongo(settings)
-    repo = MongoJobRepository.from_client(mongo, settings.mongodb_database)
-    await repo.ensure_indexes()
+    store = await open_job_store(settings)
+    repo = store.repo
     blobs = await connect_blobstore(settings)
     provider_settings = ProviderSettings()
     http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=5.0))
@@ -57,16 +54,15 @@ async def create_app(settings: IntakeSettings) -> ServiceProcess:
         broker=broker,
         checks={
             "kafka": kafka_check(broker),
-            "mongodb": mongo_check(mongo),
             "s3": blob_check(blobs),
         },
     )
+    attach(store, process)
     process.http.title = "Reelforge intake"
     process.http.include_router(build_router(deps, live))
 
     async def close() -> None:
         await http.aclose()
-        await mongo.close()
 
     process.on_stop.append(close)
     return process

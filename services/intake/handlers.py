@@ -13,7 +13,15 @@ from services.intake import logic
 from services.intake.logic import Idempotency
 from services.intake.settings import IntakeSettings
 from shared.blobstore import BlobStore
-from shared.events import JobAccepted, JobCancelled, RequestJob, TaskHinted, envelope_of
+from shared.events import (
+    Envelope,
+    JobAccepted,
+    JobCancelled,
+    RequestJob,
+    TaskHinted,
+    envelope_of,
+    event_about,
+)
 from shared.jobs import Job, JobRequest, JobState, new_job_id, now
 from shared.logs import log_context, trace_id_of
 from shared.messaging import PermanentError, publish
@@ -74,8 +82,8 @@ async def submit_job(
     source: str,
     traceparent: str | None = None,
 ) -> Submitted:
-    """Validate and quote, write the job record, then announce it (record first, event second).
-    If the announcement fails, the job stays `accepted` and the reconciler re-announces it."""
+    """Validate and quote, then write the job record and its `JobAccepted` in one atomic write
+    (the outbox relay publishes it)."""
     route_plan = route(deps, request)
     if idempotency_key:
         existing = await deps.repo.find_by_idempotency_key(tenant_id, idempotency_key)
@@ -91,7 +99,7 @@ async def submit_job(
         source=source,
         trace_parent=traceparent or new_traceparent(),
     )
-    created = await deps.repo.create(job)
+    created = await deps.repo.create(job, announce=_accepted)
     if not created.created:
         assert idempotency_key is not None
         return await _replay(deps, created.job, request, idempotency_key)
@@ -100,53 +108,46 @@ async def submit_job(
         job_id=job.job_id, tenant_id=tenant_id, trace_id=trace_id_of(job.trace_parent)
     ):
         log.info("job accepted: %s, quote %.2f USD", route_plan.quote.model, job.quote_usd)
-        await _announce(deps, job)
     return Submitted(job, True)
 
 
 async def _replay(deps: IntakeDeps, existing: Job, request: JobRequest, key: str) -> Submitted:
     if logic.idempotency_outcome(existing, request.fingerprint()) is Idempotency.CONFLICT:
         raise IdempotencyConflict(key)
-    if existing.state is JobState.ACCEPTED:
-        await _announce(deps, existing)  # the first announcement may have been lost
     return Submitted(existing, False)
 
 
-async def _announce(deps: IntakeDeps, job: Job) -> None:
-    event = JobAccepted(**envelope_of(job, "intake"))
-    try:
-        await publish(deps.broker, Topic.JOBS_ACCEPTED, event)
-    except Exception:  # the record is durable; the reconciler re-announces accepted jobs
-        log.warning("could not announce job %s yet; the reconciler will", job.job_id, exc_info=True)
+def _accepted(job: Job) -> list[tuple[Topic, Envelope]]:
+    return [(Topic.JOBS_ACCEPTED, event_about(JobAccepted, job, "intake"))]
+
+
+def _cancelled(job: Job) -> list[tuple[Topic, Envelope]]:
+    """The outcome event, and a cancel hint to the poller of every task still in flight."""
+    events: list[tuple[Topic, Envelope]] = [
+        (
+            Topic.JOBS_FINISHED,
+            event_about(JobCancelled, job, "intake", metadata=job.request.metadata),
+        )
+    ]
+    for attempt in job.attempts.values():
+        if attempt.task is not None and attempt.active:
+            hint = event_about(
+                TaskHinted,
+                job,
+                "intake",
+                attempt=attempt.attempt_id,
+                seq="cancel",
+                task_id=attempt.task.task_id,
+                hint="cancel",
+            )
+            events.append((provider_topic(attempt.provider), hint))
+    return events
 
 
 async def cancel_job(deps: IntakeDeps, job: Job) -> Job | None:
     """Cancel an active job; None if it already ended. Provider tasks are cancelled by their
     pollers, told through a `cancel` hint on the provider topic."""
-    cancelled = await deps.repo.transition(job.job_id, JobState.CANCELLED)
-    if cancelled is None:
-        return None
-    await publish(
-        deps.broker,
-        Topic.JOBS_FINISHED,
-        JobCancelled(
-            **envelope_of(job, "intake"),
-            metadata=job.request.metadata,
-        ),
-    )
-    for attempt in cancelled.attempts.values():
-        if attempt.task is not None and attempt.active:
-            await publish(
-                deps.broker,
-                provider_topic(attempt.provider),
-                TaskHinted(
-                    **envelope_of(job, "intake"),
-                    attempt_id=attempt.attempt_id,
-                    task_id=attempt.task.task_id,
-                    hint="cancel",
-                ),
-            )
-    return cancelled
+    return await deps.repo.transition(job.job_id, JobState.CANCELLED, announce=_cancelled)
 
 
 async def queue_position(deps: IntakeDeps, job: Job) -> int | None:

@@ -20,9 +20,9 @@ from services.notifier.store import Delivery, DeliveryStore
 from shared.events import JOB_OUTCOME, Envelope
 from shared.messaging import DlqRecord, consume, publish
 from shared.metrics import ServiceMetrics
-from shared.mongo_repository import MongoJobRepository
 from shared.repository import JobRepository
-from shared.runtime import ServiceProcess, build_broker, connect_mongo, kafka_check, mongo_check
+from shared.runtime import ServiceProcess, build_broker, kafka_check
+from shared.stores import attach, open_job_store
 from shared.topics import TOPICS, Topic
 
 GROUP_ID = "notifier"
@@ -109,10 +109,15 @@ async def _dead_letter(broker: KafkaBroker, delivery: Delivery, reason: str) -> 
 
 
 async def _real_deps(settings: NotifierSettings, process: ServiceProcess) -> Deps:
-    mongo = await connect_mongo(settings)
-    database = mongo[settings.mongodb_database]
-    store = MongoDeliveryStore(database[DELIVERIES])
-    await store.ensure_indexes()
-    process.checks["mongodb"] = mongo_check(mongo)
-    process.on_stop.append(mongo.close)
-    return Deps(repo=MongoJobRepository.from_client(mongo, settings.mongodb_database), store=store)
+    jobs = await open_job_store(settings)
+    attach(jobs, process)
+    store: DeliveryStore
+    if jobs.pool is not None:
+        from services.notifier.pg_store import PgDeliveryStore
+
+        store = PgDeliveryStore(jobs.pool)
+    else:
+        mongo_store = MongoDeliveryStore(jobs.mongo[settings.mongodb_database][DELIVERIES])
+        await mongo_store.ensure_indexes()
+        store = mongo_store
+    return Deps(repo=jobs.repo, store=store)

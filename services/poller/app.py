@@ -18,10 +18,10 @@ from services.poller.tracker import Tracker
 from shared.events import PROVIDER_TASK_EVENT, TaskHinted, TaskSubmitted
 from shared.messaging import consume
 from shared.metrics import ServiceMetrics
-from shared.mongo_repository import MongoJobRepository
 from shared.providers.registry import build_provider
 from shared.providers.settings import ProviderSettings
-from shared.runtime import ServiceProcess, build_broker, connect_mongo, kafka_check, mongo_check
+from shared.runtime import ServiceProcess, build_broker, kafka_check
+from shared.stores import attach, open_job_store
 from shared.topics import provider_topic
 
 log = logging.getLogger(__name__)
@@ -68,8 +68,8 @@ async def create_app(settings: PollerSettings) -> ServiceProcess:
     registry = CollectorRegistry()
     metrics = ServiceMetrics(registry, f"poller-{settings.provider}")
     broker = build_broker(settings, registry)
-    mongo = await connect_mongo(settings)
-    repo = MongoJobRepository.from_client(mongo, settings.mongodb_database)
+    store = await open_job_store(settings)
+    repo = store.repo
     http = httpx.AsyncClient(
         timeout=httpx.Timeout(30.0, connect=5.0),
         limits=httpx.Limits(max_connections=settings.max_concurrent_polls),
@@ -111,7 +111,7 @@ async def create_app(settings: PollerSettings) -> ServiceProcess:
         settings,
         registry,
         broker=broker,
-        checks={"kafka": kafka_check(broker), "mongodb": mongo_check(mongo)},
+        checks={"kafka": kafka_check(broker)},
     )
     process.loops.append(deps.tracker.run)
 
@@ -119,7 +119,7 @@ async def create_app(settings: PollerSettings) -> ServiceProcess:
         if deps.tracker is not None:
             await deps.tracker.stop()
         await http.aclose()
-        await mongo.close()
 
     process.on_stop.append(close)
+    attach(store, process)  # after `close`: the tracker stops before the store closes
     return process

@@ -13,7 +13,14 @@ from services.poller import logic
 from services.poller.logic import RenderTimes, ScheduleConfig
 from services.poller.settings import PollerSettings
 from services.poller.tracker import Tracked, Tracker, delay_after_error, delay_after_status
-from shared.events import JobUpdated, TaskFailed, TaskHinted, TaskSubmitted, TaskSucceeded
+from shared.events import (
+    JobUpdated,
+    TaskFailed,
+    TaskHinted,
+    TaskSubmitted,
+    TaskSucceeded,
+    event_about,
+)
 from shared.jobs import ACTIVE_TASK_STATES, AttemptState, Job, JobState, now
 from shared.messaging import publish
 from shared.metrics import ServiceMetrics
@@ -230,30 +237,49 @@ async def _record_progress(deps: PollerDeps, task: Tracked, status: TaskStatus) 
     # Other candidates of the same job may already be storing or scoring: still active. The
     # attempt must still be in flight: an answer that left the provider before the task
     # finished must not move a succeeded or stored attempt backwards.
+    source = f"poller-{deps.name}"
     job = await deps.repo.update(
         task.job_id,
         changes,
         expected_states=ACTIVE_TASK_STATES,
         attempt_in=(task.attempt_id, IN_FLIGHT),
+        announce=lambda after: [
+            (
+                Topic.JOB_UPDATES,
+                event_about(
+                    JobUpdated,
+                    after,
+                    source,
+                    seq=after.version,
+                    state=after.state,
+                    progress=after.progress,
+                    detail=status.raw_status,
+                ),
+            )
+        ],
     )
     if job is None:
         await _job_ended(deps, task)
         return False
-    await publish(
-        deps.broker,
-        Topic.JOB_UPDATES,
-        JobUpdated(
-            **envelope(deps, task),
-            state=job.state,
-            progress=job.progress,
-            detail=status.raw_status,
-        ),
-    )
     return True
 
 
 async def _finish_succeeded(deps: PollerDeps, task: Tracked, status: TaskStatus) -> None:
     at = now()
+
+    def succeeded(after: Job) -> list[tuple[Topic, TaskSucceeded]]:
+        event = event_about(
+            TaskSucceeded,
+            after,
+            f"poller-{deps.name}",
+            attempt=task.attempt_id,
+            task=task.ref,
+            outputs=status.outputs,
+            provider_finished_at=at,
+        )
+        return [(Topic.TASKS_SUCCEEDED, event)]
+
+    # The success and the event storage acts on are one write: storage cannot miss it.
     job = await deps.repo.update(
         task.job_id,
         {
@@ -265,6 +291,7 @@ async def _finish_succeeded(deps: PollerDeps, task: Tracked, status: TaskStatus)
         },
         expected_states=ACTIVE_TASK_STATES,
         attempt_in=(task.attempt_id, IN_FLIGHT),  # else another poll got there first
+        announce=succeeded,
     )
     deps.track().forget(task.key)
     if job is None:
@@ -274,17 +301,6 @@ async def _finish_succeeded(deps: PollerDeps, task: Tracked, status: TaskStatus)
     deps.render_times.observe(task.ref.model, render)
     deps.metrics.provider_render_seconds.labels(deps.name, task.ref.model).observe(render)
     _observe_detection(deps, task, at)
-    await publish(
-        deps.broker,
-        Topic.TASKS_SUCCEEDED,
-        TaskSucceeded(
-            **envelope(deps, task),
-            attempt_id=task.attempt_id,
-            task=task.ref,
-            outputs=status.outputs,
-            provider_finished_at=at,
-        ),
-    )
     count_inflight(deps)
 
 

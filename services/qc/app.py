@@ -18,17 +18,15 @@ from shared.blobstore import BlobStore
 from shared.events import Envelope
 from shared.messaging import publish
 from shared.metrics import ServiceMetrics
-from shared.mongo_repository import MongoJobRepository
 from shared.repository import JobRepository
 from shared.runtime import (
     ServiceProcess,
     blob_check,
     build_broker,
     connect_blobstore,
-    connect_mongo,
     kafka_check,
-    mongo_check,
 )
+from shared.stores import attach, open_job_store
 from shared.topics import Topic
 
 
@@ -36,13 +34,18 @@ async def create_app(settings: QcSettings) -> ServiceProcess:
     registry = CollectorRegistry()
     metrics = ServiceMetrics(registry, settings.service_name)
     broker = build_broker(settings, registry)
-    mongo = await connect_mongo(settings)
-    repo = MongoJobRepository.from_client(mongo, settings.mongodb_database)
-    await repo.ensure_indexes()
-    reviews = MongoReviewStore.from_client(
-        mongo, settings.mongodb_database, settings.reviews_collection
-    )
-    await reviews.ensure_indexes()
+    store = await open_job_store(settings)
+    repo = store.repo
+    reviews: ReviewStore
+    if store.pool is not None:
+        from services.qc.pg_reviews import PgReviewStore
+
+        reviews = PgReviewStore(store.pool)
+    else:
+        reviews = MongoReviewStore.from_client(
+            store.mongo, settings.mongodb_database, settings.reviews_collection
+        )
+        await reviews.ensure_indexes()
     blobs = await connect_blobstore(settings)
 
     async def send(topic: Topic, event: Envelope) -> None:
@@ -56,10 +59,8 @@ async def create_app(settings: QcSettings) -> ServiceProcess:
             pipeline, settings.sweep_interval_s, settings.sweep_stale_s, settings.sweep_batch
         )
     )
-    process.checks.update(
-        mongodb=mongo_check(mongo), s3=blob_check(blobs), kafka=kafka_check(broker)
-    )
-    process.on_stop.append(mongo.close)
+    process.checks.update(s3=blob_check(blobs), kafka=kafka_check(broker))
+    attach(store, process)
     return process
 
 

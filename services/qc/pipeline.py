@@ -41,7 +41,7 @@ from services.qc.logic import (
 from services.qc.reviews import Review, ReviewStore, review_id_for
 from services.qc.similarity import PromptScorer
 from shared.blobstore import BlobNotFound, BlobStore
-from shared.events import CandidateStored, Envelope, JobCompleted, JobFailed
+from shared.events import CandidateStored, Envelope, JobCompleted, JobFailed, stable_event_id
 from shared.jobs import Job, JobState, StoredVideo, now
 from shared.messaging import PermanentError
 from shared.metrics import ServiceMetrics
@@ -140,7 +140,18 @@ class QcPipeline:
                 message=failure_message(decision, candidates)[:1000],
             )
             changes, target = {"failure": failure}, JobState.FAILED
-        moved = await self.repo.transition(job.job_id, target, changes, expected=FINISHING)
+        # The outcome is stored with the close (outbox), and the marker that says so with it.
+        marker = decision.picked or (decision.ranking[0] if decision.ranking else None)
+        if marker is not None:
+            changes[f"attempts.{marker}.qc.announced_at"] = now()
+
+        def outcome(after: Job) -> list[tuple[Topic, Envelope]]:
+            event = _outcome(after)
+            return [(Topic.JOBS_FINISHED, event)] if event is not None else []
+
+        moved = await self.repo.transition(
+            job.job_id, target, changes, expected=FINISHING, announce=outcome
+        )
         if moved is not None and self.metrics:
             self.metrics.job_transitions.labels(target.value, provider).inc()
         return moved or await self._reread(job.job_id)
@@ -204,6 +215,7 @@ def _outcome(job: Job) -> JobCompleted | JobFailed | None:
         if not attempt.qc:
             return None
         return JobCompleted(
+            id=stable_event_id(job.job_id, attempt.attempt_id, "reelforge.job.completed"),
             attempt_id=attempt.attempt_id,
             provider=attempt.provider,
             model=attempt.model,
@@ -216,5 +228,6 @@ def _outcome(job: Job) -> JobCompleted | JobFailed | None:
         and job.failure
         and job.failure.message.startswith(QC_FAILURE_PREFIX)
     ):
-        return JobFailed(failure=job.failure, cost_usd=job.spent_usd, **common)
+        failed_id = stable_event_id(job.job_id, None, "reelforge.job.failed")
+        return JobFailed(id=failed_id, failure=job.failure, cost_usd=job.spent_usd, **common)
     return None

@@ -12,8 +12,8 @@ from services.reconciler.handlers import ReconcilerDeps, sweep
 from services.reconciler.lag import LagMonitor, lag_loop
 from services.reconciler.settings import ReconcilerSettings
 from shared.metrics import ServiceMetrics
-from shared.mongo_repository import MongoJobRepository
-from shared.runtime import ServiceProcess, build_broker, connect_mongo, kafka_check, mongo_check
+from shared.runtime import ServiceProcess, build_broker, kafka_check
+from shared.stores import attach, open_job_store
 
 log = logging.getLogger(__name__)
 
@@ -22,14 +22,14 @@ async def create_app(settings: ReconcilerSettings) -> ServiceProcess:
     registry = CollectorRegistry()
     metrics = ServiceMetrics(registry, settings.service_name)
     broker = build_broker(settings, registry)
-    mongo = await connect_mongo(settings)
-    repo = MongoJobRepository.from_client(mongo, settings.mongodb_database)
+    store = await open_job_store(settings)
+    repo = store.repo
     deps = ReconcilerDeps(settings=settings, repo=repo, broker=broker, metrics=metrics)
     process = ServiceProcess(
         settings,
         registry,
         broker=broker,
-        checks={"kafka": kafka_check(broker), "mongodb": mongo_check(mongo)},
+        checks={"kafka": kafka_check(broker)},
     )
 
     async def sweeping() -> None:
@@ -48,9 +48,5 @@ async def create_app(settings: ReconcilerSettings) -> ServiceProcess:
         await lag_loop(LagMonitor(settings.kafka_bootstrap_servers, metrics), settings.interval_s)
 
     process.loops.append(consumer_lag)
-
-    async def close() -> None:
-        await mongo.close()
-
-    process.on_stop.append(close)
+    attach(store, process)
     return process

@@ -11,7 +11,7 @@ from faststream.kafka import KafkaBroker
 
 from services.reconciler.logic import Action, verdict
 from services.reconciler.settings import ReconcilerSettings
-from shared.events import JobAccepted, JobFailed, TaskSubmitted, TaskSucceeded, envelope_of
+from shared.events import JobAccepted, TaskSubmitted, TaskSucceeded, event_about, job_failed
 from shared.jobs import Job, JobState, now
 from shared.messaging import publish
 from shared.metrics import ServiceMetrics
@@ -64,28 +64,20 @@ async def reconcile(deps: ReconcilerDeps, job: Job, at: datetime) -> str:
         log.info("job %s: %s (%s)", job.job_id, v.action, v.reason)
     if v.action is Action.FAIL_DEADLINE:
         failure = Failure(failure_class=FailureClass.TIMEOUT, message=v.reason)
-        failed = await deps.repo.transition(
-            job.job_id, JobState.FAILED, {"failure": failure}, expected=[job.state]
+        await deps.repo.transition(
+            job.job_id,
+            JobState.FAILED,
+            {"failure": failure},
+            expected=[job.state],
+            announce=lambda after: [
+                (Topic.JOBS_FINISHED, job_failed(after, failure, "reconciler"))
+            ],
         )
-        if failed is not None:
-            await publish(
-                deps.broker,
-                Topic.JOBS_FINISHED,
-                JobFailed(
-                    **envelope_of(job, "reconciler"),
-                    failure=failure,
-                    cost_usd=job.spent_usd,
-                    metadata=job.request.metadata,
-                ),
-            )
     elif v.action is Action.ANNOUNCE:
-        await publish(
-            deps.broker,
-            Topic.JOBS_ACCEPTED,
-            JobAccepted(
-                **envelope_of(job, "reconciler"),
-            ),
-        )
+        # Intake stored the JobAccepted with the job; this re-sends the same event (same id)
+        # in case the dispatcher dead-lettered or skipped it.
+        await publish(deps.broker, Topic.JOBS_ACCEPTED, event_about(JobAccepted, job, "reconciler"))
+        await deps.repo.update(job.job_id, {}, expected_states=[job.state])  # touch
     elif v.action is Action.REQUEUE:
         await deps.repo.transition(
             job.job_id, JobState.QUEUED, {"queued_at": at}, expected=[JobState.SUBMITTING]
@@ -97,9 +89,11 @@ async def reconcile(deps: ReconcilerDeps, job: Job, at: datetime) -> str:
             await publish(
                 deps.broker,
                 provider_topic(attempt.provider),
-                TaskSubmitted(
-                    **envelope_of(job, "reconciler"),
-                    attempt_id=attempt.attempt_id,
+                event_about(
+                    TaskSubmitted,
+                    job,
+                    "reconciler",
+                    attempt=attempt.attempt_id,
                     task=attempt.task,
                     deadline_at=job.deadline_at or at,
                     expected_render_s=spec.typical_render_s if spec else 60.0,
@@ -113,9 +107,11 @@ async def reconcile(deps: ReconcilerDeps, job: Job, at: datetime) -> str:
             await publish(
                 deps.broker,
                 Topic.TASKS_SUCCEEDED,
-                TaskSucceeded(
-                    **envelope_of(job, "reconciler"),
-                    attempt_id=attempt.attempt_id,
+                event_about(
+                    TaskSucceeded,
+                    job,
+                    "reconciler",
+                    attempt=attempt.attempt_id,
                     task=attempt.task,
                     outputs=attempt.outputs,
                     provider_finished_at=attempt.finished_at,

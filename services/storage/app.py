@@ -19,7 +19,6 @@ from shared.blobstore import BlobStore
 from shared.events import Envelope, TaskSucceeded
 from shared.messaging import consume, decoder_for, publish
 from shared.metrics import ServiceMetrics
-from shared.mongo_repository import MongoJobRepository
 from shared.providers.base import VideoProvider
 from shared.providers.registry import build_provider
 from shared.repository import JobRepository
@@ -28,10 +27,9 @@ from shared.runtime import (
     blob_check,
     build_broker,
     connect_blobstore,
-    connect_mongo,
     kafka_check,
-    mongo_check,
 )
+from shared.stores import attach, open_job_store
 from shared.topics import Topic
 
 GROUP_ID = "storage"
@@ -88,7 +86,7 @@ async def create_app(settings: StorageSettings, deps: Deps | None = None) -> Ser
 
 
 async def _real_deps(settings: StorageSettings, process: ServiceProcess) -> Deps:
-    mongo = await connect_mongo(settings)
+    store = await open_job_store(settings)
     blob = await connect_blobstore(settings)
     # One client for every provider; the per-chunk read timeout bounds a stalled download
     # without capping how long a large one may take. Redirects are followed by the adapters.
@@ -102,9 +100,7 @@ async def _real_deps(settings: StorageSettings, process: ServiceProcess) -> Deps
         name: build_provider(name, settings.provider_settings, client)
         for name in settings.provider_names()
     }
-    repo = MongoJobRepository.from_client(mongo, settings.mongodb_database)
-    process.checks["mongodb"] = mongo_check(mongo)
     process.checks["s3"] = blob_check(blob)
     process.on_stop.append(client.aclose)
-    process.on_stop.append(mongo.close)
-    return Deps(repo=repo, blob=blob, providers=providers)
+    attach(store, process)
+    return Deps(repo=store.repo, blob=blob, providers=providers)

@@ -72,16 +72,24 @@ async def _store(ctx: StorageContext, job: Job, attempt: Attempt, event: TaskSuc
     video = await _rehost_or_report(ctx, job_now, event)
     if video is None:
         return
+
+    def candidate(after: Job) -> list[tuple[Topic, Envelope]]:
+        if logic.completes_job(after):
+            return []  # the completion below announces it
+        kept = after.attempts[attempt.attempt_id]
+        return [(Topic.CANDIDATES_STORED, logic.candidate_stored(after, kept, video))]
+
     stored = await ctx.repo.update(
         job.job_id,
         logic.stored_changes(attempt.attempt_id, video, now()),
         expected_states={JobState.STORING, JobState.SCORING},
+        announce=candidate,
     )
     if stored is None:  # cancelled or failed while we copied: keep nothing
         log.info("job %s ended during the re-host of %s", job.job_id, attempt.attempt_id)
         await ctx.rehoster.remove(job, attempt.attempt_id)
-    else:
-        await _finish(ctx, stored, stored.attempts[attempt.attempt_id], video)
+    elif logic.completes_job(stored):
+        await _complete(ctx, stored, stored.attempts[attempt.attempt_id], video)
     await _delete_provider_copy(ctx, event.task)
 
 
@@ -89,11 +97,15 @@ async def _start_storing(ctx: StorageContext, job: Job) -> Job | None:
     """The job in STORING (or SCORING: another candidate got there first); None if it ended."""
     if job.state in (JobState.RUNNING, JobState.SUBMITTING):
         moved = await ctx.repo.transition(
-            job.job_id, JobState.STORING, expected={JobState.RUNNING, JobState.SUBMITTING}
+            job.job_id,
+            JobState.STORING,
+            expected={JobState.RUNNING, JobState.SUBMITTING},
+            announce=lambda after: [
+                (Topic.JOB_UPDATES, logic.job_updated(after, JobState.STORING))
+            ],
         )
         if moved is not None:
             ctx.metrics.job_transitions.labels("storing", _provider(job)).inc()
-            await ctx.publish(Topic.JOB_UPDATES, logic.job_updated(moved, JobState.STORING))
             return moved
     current = await ctx.repo.get(job.job_id)
     if current is None:
@@ -135,7 +147,8 @@ async def _rehost_or_report(
 
 
 async def _finish(ctx: StorageContext, job: Job, attempt: Attempt, video: StoredVideo) -> None:
-    """Emit what follows a stored attempt; safe to repeat."""
+    """A replayed TaskSucceeded of an attempt stored before: complete the job if that step
+    was missed, else re-send the events stored with it, under the same ids."""
     if job.state is JobState.COMPLETED:
         if job.picked_attempt == attempt.attempt_id:
             await _publish_completed(ctx, job, attempt, video)
@@ -143,11 +156,25 @@ async def _finish(ctx: StorageContext, job: Job, attempt: Attempt, video: Stored
     if not logic.completes_job(job):
         await ctx.publish(Topic.CANDIDATES_STORED, logic.candidate_stored(job, attempt, video))
         return
+    await _complete(ctx, job, attempt, video)
+
+
+async def _complete(ctx: StorageContext, job: Job, attempt: Attempt, video: StoredVideo) -> None:
+    """Complete a single-candidate job; its outcome goes out through the outbox."""
+
+    def completed(after: Job) -> list[tuple[Topic, Envelope]]:
+        kept = after.attempts[attempt.attempt_id]
+        return [
+            (Topic.JOBS_FINISHED, logic.job_completed(after, kept, video)),
+            (Topic.JOB_UPDATES, logic.job_updated(after, JobState.COMPLETED)),
+        ]
+
     done = await ctx.repo.transition(
         job.job_id,
         JobState.COMPLETED,
         logic.completion_changes(attempt.attempt_id, video),
         expected={JobState.STORING},
+        announce=completed,
     )
     if done is None:  # a concurrent replay completed it, or it ended: re-read and re-emit
         current = await ctx.repo.get(job.job_id)
@@ -155,7 +182,6 @@ async def _finish(ctx: StorageContext, job: Job, attempt: Attempt, video: Stored
             await _finish(ctx, current, attempt, video)
         return
     _count_completion(ctx, done, attempt, video)
-    await _publish_completed(ctx, done, attempt, video)
 
 
 async def _publish_completed(

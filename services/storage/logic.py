@@ -136,6 +136,7 @@ def candidate_stored(job: Job, attempt: Attempt, video: StoredVideo) -> Candidat
 def job_updated(job: Job, state: JobState, detail: str = "") -> JobUpdated:
     progress = 1.0 if state is JobState.COMPLETED else job.progress
     return JobUpdated(
+        id=event_id(job.job_id, "-", f"updated/{state.value}/{job.version}"),
         source=SOURCE,
         subject=job.job_id,
         tenant_id=job.tenant_id,

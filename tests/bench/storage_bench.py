@@ -108,8 +108,13 @@ async def bench(size: int) -> None:
         await _wait_for(port)
         job = Job(job_id="job_bench", tenant_id="bench", request=JobRequest(prompt="bench"))
         task = TaskRef(provider="bench", model="bench", task_id="t1")
-        event = TaskSucceeded(subject=job.job_id, tenant_id="bench", attempt_id="a1", task=task,
-                              outputs=(VideoOutput(url="http://bench"),))
+        event = TaskSucceeded(
+            subject=job.job_id,
+            tenant_id="bench",
+            attempt_id="a1",
+            task=task,
+            outputs=(VideoOutput(url="http://bench"),),
+        )
         rehoster = Rehoster(blob, ServiceMetrics(CollectorRegistry(), "bench"))
         rss_before = _peak_rss_mib()
         started = time.monotonic()
@@ -122,10 +127,14 @@ async def bench(size: int) -> None:
         await child.wait()
     mib = video.size_bytes / (1 << 20)
     print(f"re-hosted {mib:.0f} MiB in {seconds:.1f} s = {mib / seconds:.1f} MiB/s")
-    print(f"probe: {video.width}x{video.height} {video.codec} {video.duration_s}s, "
-          f"sha256 {video.sha256[:12]}")
-    print(f"peak RSS: {_peak_rss_mib():.0f} MiB (after imports and connect: {rss_before:.0f} MiB);"
-          " target < 150 MB")
+    print(
+        f"probe: {video.width}x{video.height} {video.codec} {video.duration_s}s, "
+        f"sha256 {video.sha256[:12]}"
+    )
+    print(
+        f"peak RSS: {_peak_rss_mib():.0f} MiB (after imports and connect: {rss_before:.0f} MiB);"
+        " target < 150 MB"
+    )
 
 
 async def _wait_for(port: int) -> None:

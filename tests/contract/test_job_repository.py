@@ -7,11 +7,20 @@ from datetime import timedelta
 
 import pytest
 
+from shared.events import JobCancelled, JobUpdated
+from shared.errors import ConfigurationError
 from shared.jobs import Attempt, AttemptState, Job, JobRequest, JobState, new_job_id, now
+from shared.mongo_outbox import MongoOutboxRelay
+from shared.mongo_repository import MongoJobRepository, check_atomic_server, ferretdb_version
+from shared.outbox import OutboxEvent, stable_event_id
+from shared.pg_repository import PgJobRepository
 from shared.providers.base import TaskRef
 from shared.repository import JobRepository
+from shared.topics import Topic
 from tests.conftest import random_id
 from tests.fakes import FakeJobRepository
+
+CLAIMERS = 8
 
 
 def make_job(tenant: str = "t1", key: str | None = None, prompt: str = "a cat") -> Job:
@@ -25,10 +34,148 @@ def make_job(tenant: str = "t1", key: str | None = None, prompt: str = "a cat") 
     )
 
 
+def cancelled_event(job: Job) -> list[tuple[str, JobCancelled]]:
+    event_id = stable_event_id(job.job_id, None, "reelforge.job.cancelled")
+    return [(Topic.JOBS_FINISHED, JobCancelled(id=event_id, subject=job.job_id, tenant_id="t"))]
+
+
 class JobRepositoryContract:
+    # Stores whose claim_queued serializes replicas (row locks); the others claim job by job.
+    strict_claims = True
+
     @pytest.fixture
     def repo(self) -> JobRepository:
         raise NotImplementedError
+
+    async def pending_event_ids(self, repo: JobRepository, job_id: str) -> list[str]:
+        raise NotImplementedError
+
+    async def test_concurrent_claimers_of_one_job_have_exactly_one_winner(
+        self, repo: JobRepository
+    ) -> None:
+        for _ in range(5):
+            job = make_job()
+            await repo.create(job)
+            await repo.transition(job.job_id, JobState.QUEUED)
+            results = await asyncio.gather(
+                *(
+                    repo.transition(job.job_id, JobState.SUBMITTING, expected=[JobState.QUEUED])
+                    for _ in range(CLAIMERS)
+                )
+            )
+            assert sum(r is not None for r in results) == 1
+
+    async def test_concurrent_updates_of_different_fields_lose_nothing(
+        self, repo: JobRepository
+    ) -> None:
+        job = make_job()
+        await repo.create(job)
+        await asyncio.gather(
+            *(
+                repo.update(
+                    job.job_id,
+                    {f"attempts.a{k}": Attempt(attempt_id=f"a{k}", provider="p", model="m")},
+                )
+                for k in range(CLAIMERS)
+            )
+        )
+        loaded = await repo.get(job.job_id)
+        assert loaded is not None
+        assert sorted(loaded.attempts) == sorted(f"a{k}" for k in range(CLAIMERS))
+        assert loaded.version == CLAIMERS
+
+    async def test_increments_are_atomic(self, repo: JobRepository) -> None:
+        job = make_job()
+        await repo.create(job)
+        await asyncio.gather(
+            *(repo.update(job.job_id, {}, inc={"spent_usd": 0.25}) for _ in range(CLAIMERS))
+        )
+        loaded = await repo.get(job.job_id)
+        assert loaded is not None and loaded.spent_usd == pytest.approx(0.25 * CLAIMERS)
+
+    async def test_a_transition_that_happened_stores_its_events_and_one_that_did_not_none(
+        self, repo: JobRepository
+    ) -> None:
+        job = make_job()
+        await repo.create(job)
+        moved = await repo.transition(job.job_id, JobState.CANCELLED, announce=cancelled_event)
+        assert moved is not None
+        again = await repo.transition(job.job_id, JobState.CANCELLED, announce=cancelled_event)
+        assert again is None
+        expected_id = stable_event_id(job.job_id, None, "reelforge.job.cancelled")
+        assert await self.pending_event_ids(repo, job.job_id) == [expected_id]
+
+    async def test_the_events_see_the_job_after_the_change(self, repo: JobRepository) -> None:
+        job = make_job()
+        seen: list[Job] = []
+
+        def progress(after: Job) -> list[tuple[str, JobUpdated]]:
+            seen.append(after)
+            update = JobUpdated(
+                id=stable_event_id(after.job_id, None, "u", after.version),
+                subject=after.job_id,
+                tenant_id=after.tenant_id,
+                state=after.state,
+                progress=after.progress,
+            )
+            return [(Topic.JOB_UPDATES, update)]
+
+        await repo.create(job, announce=progress)
+        await repo.update(job.job_id, {"progress": 0.5}, announce=progress)
+        assert [(j.version, j.progress) for j in seen] == [(0, 0.0), (1, 0.5)]
+        assert len(await self.pending_event_ids(repo, job.job_id)) == 2
+
+    async def test_a_replayed_create_stores_no_second_announcement(
+        self, repo: JobRepository
+    ) -> None:
+        key = random_id("idem")
+        first = make_job(key=key)
+        await repo.create(first, announce=cancelled_event)
+        second = await repo.create(make_job(key=key), announce=cancelled_event)
+        assert not second.created
+        assert len(await self.pending_event_ids(repo, first.job_id)) == 1
+
+    async def test_concurrent_admission_never_exceeds_a_providers_slots(
+        self, repo: JobRepository
+    ) -> None:
+        if not self.strict_claims:
+            pytest.skip("this store claims job by job; replicas may overshoot a limit")
+        provider = random_id("prov")
+        base = now()
+        for i in range(10):
+            request = JobRequest(prompt="x", candidates=2 if i == 0 else 1)
+            job = Job(job_id=new_job_id(), tenant_id="t", request=request)
+            await repo.create(job)
+            await repo.transition(
+                job.job_id,
+                JobState.QUEUED,
+                {"active_provider": provider, "queued_at": base + timedelta(seconds=i)},
+            )
+        rounds = await asyncio.gather(
+            *(repo.claim_queued({provider: 3}, 50, base + timedelta(minutes=1)) for _ in range(4))
+        )
+        claimed = [j for r in rounds for j in r]
+        assert len({j.job_id for j in claimed}) == len(claimed)
+        assert sum(j.request.candidates for j in claimed) == 3  # 2 + 1: the oldest first
+        assert (await repo.inflight_slots()).get(provider) == 3
+        # A slot frees when a job leaves submitting/running: the next job is admitted.
+        single = next(j for j in claimed if j.request.candidates == 1)
+        await repo.transition(single.job_id, JobState.CANCELLED)
+        more = await repo.claim_queued({provider: 3}, 50, base + timedelta(minutes=1))
+        assert len(more) == 1
+
+    async def test_an_idle_provider_admits_one_job_larger_than_its_limit(
+        self, repo: JobRepository
+    ) -> None:
+        provider = random_id("prov")
+        request = JobRequest(prompt="x", candidates=4)
+        job = Job(job_id=new_job_id(), tenant_id="t", request=request)
+        await repo.create(job)
+        await repo.transition(
+            job.job_id, JobState.QUEUED, {"active_provider": provider, "queued_at": now()}
+        )
+        claimed = await repo.claim_queued({provider: 2}, 10, now() + timedelta(seconds=1))
+        assert [j.job_id for j in claimed] == [job.job_id]
 
     async def test_creates_and_reads_back_a_job(self, repo: JobRepository) -> None:
         job = make_job()
@@ -216,9 +363,229 @@ class TestFakeJobRepository(JobRepositoryContract):
     def repo(self) -> JobRepository:
         return FakeJobRepository()
 
+    async def pending_event_ids(self, repo: JobRepository, job_id: str) -> list[str]:
+        assert isinstance(repo, FakeJobRepository)
+        return [e.id for e in repo.announced() if e.subject == job_id]
+
+
+@pytest.mark.integration
+class TestPgJobRepository(JobRepositoryContract):
+    @pytest.fixture
+    def repo(self, pg_repo: JobRepository) -> JobRepository:
+        return pg_repo
+
+    async def pending_event_ids(self, repo: JobRepository, job_id: str) -> list[str]:
+        assert isinstance(repo, PgJobRepository)
+        rows = await repo.pool.fetch(
+            "SELECT event_id FROM outbox WHERE key = $1 ORDER BY id", job_id
+        )
+        return [r["event_id"] for r in rows]
+
+
+FERRETDB_NOT_ATOMIC = "FerretDB v1 is not atomic: FerretDB#3040"
+# Tests that prove single-document atomicity under concurrency: they run on MongoDB only.
+ATOMICITY_TESTS = {
+    "test_concurrent_claimers_of_one_job_have_exactly_one_winner",
+    "test_concurrent_updates_of_different_fields_lose_nothing",
+    "test_increments_are_atomic",
+    "test_concurrent_announced_updates_each_store_their_events",
+}
+
+
+async def server_ferretdb_version(repo: JobRepository) -> str | None:
+    assert isinstance(repo, MongoJobRepository)
+    info = await repo.collection.database.client.admin.command("buildInfo")
+    return ferretdb_version(info)
+
 
 @pytest.mark.integration
 class TestMongoJobRepository(JobRepositoryContract):
+    strict_claims = False  # claim_one_by_one: replicas may together overshoot a limit
+
     @pytest.fixture
-    def repo(self, mongo_repo: JobRepository) -> JobRepository:
+    async def repo(self, mongo_repo: JobRepository, request: pytest.FixtureRequest) -> JobRepository:
+        name = getattr(request.node, "originalname", request.node.name)
+        if name in ATOMICITY_TESTS and await server_ferretdb_version(mongo_repo):
+            pytest.skip(FERRETDB_NOT_ATOMIC)
         return mongo_repo
+
+    async def pending_event_ids(self, repo: JobRepository, job_id: str) -> list[str]:
+        assert isinstance(repo, MongoJobRepository)
+        doc = await repo.collection.find_one({"_id": job_id}, projection={"outbox": 1})
+        assert doc is not None
+        return [e["event_id"] for e in doc.get("outbox", [])]
+
+    async def test_concurrent_announced_updates_each_store_their_events(
+        self, repo: JobRepository
+    ) -> None:
+        job = make_job()
+        await repo.create(job)
+        results = await asyncio.gather(
+            *(
+                repo.update(job.job_id, {}, inc={"spent_usd": 0.25}, announce=progress_event)
+                for _ in range(CLAIMERS)
+            )
+        )
+        assert sorted(r.version for r in results if r is not None) == list(range(1, CLAIMERS + 1))
+        expected = [stable_event_id(job.job_id, None, "u", v) for v in range(1, CLAIMERS + 1)]
+        assert sorted(await self.pending_event_ids(repo, job.job_id)) == sorted(expected)
+        loaded = await repo.get(job.job_id)
+        assert loaded is not None and loaded.spent_usd == pytest.approx(0.25 * CLAIMERS)
+
+    async def test_an_announced_update_whose_condition_fails_stores_nothing(
+        self, repo: JobRepository
+    ) -> None:
+        job = make_job()
+        await repo.create(job)
+        stale = await repo.update(
+            job.job_id, {"progress": 0.5}, expected_version=7, announce=progress_event
+        )
+        assert stale is None
+        wrong_state = await repo.update(
+            job.job_id,
+            {"progress": 0.5},
+            expected_states=[JobState.RUNNING],
+            announce=progress_event,
+        )
+        assert wrong_state is None
+        assert await self.pending_event_ids(repo, job.job_id) == []
+        moved = await repo.update(
+            job.job_id,
+            {"attempts.a1": Attempt(attempt_id="a1", provider="p", model="m")},
+            expected_version=0,
+            index_task=("p", "task-1"),
+            inc={"spent_usd": 0.5},
+            announce=progress_event,
+        )
+        assert moved is not None and moved.version == 1 and moved.spent_usd == 0.5
+        assert "a1" in moved.attempts
+        assert (await repo.find_by_task("p", "task-1")) is not None
+        assert await self.pending_event_ids(repo, job.job_id) == [
+            stable_event_id(job.job_id, None, "u", 1)
+        ]
+
+    async def test_the_relay_publishes_in_order_and_keeps_events_pushed_meanwhile(
+        self, repo: JobRepository
+    ) -> None:
+        assert isinstance(repo, MongoJobRepository)
+        job = make_job()
+        await repo.create(job, announce=progress_event)
+        await repo.update(job.job_id, {"progress": 0.5}, announce=progress_event)
+        sent: list[OutboxEvent] = []
+
+        async def send(event: OutboxEvent) -> None:
+            if not sent:  # a write lands while the relay publishes
+                await repo.update(job.job_id, {"progress": 0.9}, announce=progress_event)
+            sent.append(event)
+
+        relay = MongoOutboxRelay(repo.collection, send, batch=10)
+        assert await relay.publish_once() == 2
+        ids = [stable_event_id(job.job_id, None, "u", v) for v in range(3)]
+        assert [e.event_id for e in sent] == ids[:2]
+        assert {e.key for e in sent} == {job.job_id}
+        assert all(e.topic == str(Topic.JOB_UPDATES) for e in sent)
+        assert JobUpdated.model_validate_json(sent[1].payload).progress == 0.5
+        assert await self.pending_event_ids(repo, job.job_id) == ids[2:]
+        assert await relay.publish_once() == 1
+        assert [e.event_id for e in sent] == ids
+        doc = await repo.collection.find_one({"_id": job.job_id})
+        assert doc is not None and "has_outbox" not in doc and not doc.get("outbox")
+        assert await relay.publish_once() == 0
+        loaded = await repo.get(job.job_id)
+        assert loaded is not None and loaded.progress == 0.9
+
+    async def test_relays_running_together_publish_everything(self, repo: JobRepository) -> None:
+        assert isinstance(repo, MongoJobRepository)
+        jobs = [make_job() for _ in range(6)]
+        for job in jobs:
+            await repo.create(job, announce=progress_event)
+        sent: list[str] = []
+
+        async def send(event: OutboxEvent) -> None:
+            sent.append(event.event_id)
+
+        relays = [MongoOutboxRelay(repo.collection, send, batch=4, interval_s=0.01) for _ in range(2)]
+        tasks = [asyncio.create_task(r.run()) for r in relays]
+        try:
+            expected = {stable_event_id(j.job_id, None, "u", 0) for j in jobs}
+            for _ in range(500):
+                if set(sent) == expected and not await repo.collection.count_documents(
+                    {"has_outbox": True}
+                ):
+                    break
+                await asyncio.sleep(0.01)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        assert set(sent) == expected  # duplicates allowed: the same ids
+        assert await repo.collection.count_documents({"has_outbox": True}) == 0
+
+    async def test_the_server_check_matches_the_server(self, repo: JobRepository) -> None:
+        assert isinstance(repo, MongoJobRepository)
+        client = repo.collection.database.client
+        if await server_ferretdb_version(repo):
+            with pytest.raises(ConfigurationError, match="JOB_STORE_URI: FerretDB v1 does not"):
+                await check_atomic_server(client, allow_non_atomic=False)
+        else:
+            await check_atomic_server(client, allow_non_atomic=False)
+        await check_atomic_server(client, allow_non_atomic=True)
+
+
+def progress_event(after: Job) -> list[tuple[str, JobUpdated]]:
+    update = JobUpdated(
+        id=stable_event_id(after.job_id, None, "u", after.version),
+        subject=after.job_id,
+        tenant_id=after.tenant_id,
+        state=after.state,
+        progress=after.progress,
+    )
+    return [(Topic.JOB_UPDATES, update)]
+
+
+class _FakeAdmin:
+    def __init__(self, reply: dict[str, object]) -> None:
+        self.reply = reply
+
+    async def command(self, name: str) -> dict[str, object]:
+        assert name == "buildInfo"
+        return self.reply
+
+
+class _FakeClient:
+    def __init__(self, reply: dict[str, object]) -> None:
+        self.admin = _FakeAdmin(reply)
+
+
+class TestCheckAtomicServer:
+    """The decision of `check_atomic_server`, on `buildInfo` replies (no server)."""
+
+    MONGODB = {"version": "7.0.14", "versionArray": [7, 0, 14, 0], "ok": 1.0}
+    FERRETDB_V1 = {
+        "version": "7.0.42",
+        "ferretdbVersion": "v1.24.2",
+        "ferretdbFeatures": {"aggregationStages": ["$match"]},
+        "ok": 1.0,
+    }
+    FERRETDB_V2 = {"version": "7.0.77", "ferretdb": {"version": "v2.1.0"}, "ok": 1.0}
+
+    async def test_mongodb_is_accepted(self) -> None:
+        await check_atomic_server(_FakeClient(self.MONGODB), allow_non_atomic=False)  # type: ignore[arg-type]
+
+    async def test_ferretdb_v1_is_refused_in_one_line_naming_the_setting(self) -> None:
+        with pytest.raises(ConfigurationError) as raised:
+            await check_atomic_server(_FakeClient(self.FERRETDB_V1), allow_non_atomic=False)  # type: ignore[arg-type]
+        assert raised.value.setting == "JOB_STORE_URI"
+        message = str(raised.value)
+        assert "\n" not in message
+        assert "FerretDB v1 does not make single-document updates atomic" in message
+        assert "ALLOW_NON_ATOMIC_STORE=1" in message
+
+    async def test_ferretdb_is_allowed_when_explicitly_asked(self) -> None:
+        await check_atomic_server(_FakeClient(self.FERRETDB_V1), allow_non_atomic=True)  # type: ignore[arg-type]
+
+    async def test_other_ferretdb_versions_are_refused_too(self) -> None:
+        assert ferretdb_version(self.FERRETDB_V2) == "v2.1.0"
+        assert ferretdb_version(self.MONGODB) is None
+        with pytest.raises(ConfigurationError, match="FerretDB v2.1.0"):
+            await check_atomic_server(_FakeClient(self.FERRETDB_V2), allow_non_atomic=False)  # type: ignore[arg-type]

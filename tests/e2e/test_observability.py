@@ -38,23 +38,32 @@ QC_ONLY = "needs QC verdicts: only when the qc service runs a multi-candidate jo
 # conditions are all allowed to be empty (a healthy run fires none; they are checked for
 # validity here and for firing/not firing by promtool's unit tests).
 ALLOWED_EMPTY: dict[str, str] = {
-    'sum by (alertname, severity) (ALERTS{alertstate="firing"})':
-        "no alert needs to fire in a healthy run",
+    'sum by (alertname, severity) (ALERTS{alertstate="firing"})': (
+        "no alert needs to fire in a healthy run"
+    ),
     "sum by (app_name, handler, exception_type) "
-    "(rate(faststream_received_processed_messages_exceptions_total[5m]))":
-        "no handler raised: the series only exists after an exception",
-    "sum by (topic, error_type) (increase(reelforge_dead_letters_total[1h]))":
-        "nothing was dead-lettered",
+    "(rate(faststream_received_processed_messages_exceptions_total[5m]))": (
+        "no handler raised: the series only exists after an exception"
+    ),
+    "sum by (topic, error_type) (increase(reelforge_dead_letters_total[1h]))": (
+        "nothing was dead-lettered"
+    ),
     "sum by (topic, error_type) (reelforge_dead_letters_total)": "nothing was dead-lettered",
-    "sum by (provider) (increase(reelforge_url_expiry_misses_total[1h]))":
-        "every result was re-hosted before its URL expired",
-    'sum(increase(reelforge_webhook_deliveries_total{outcome="dead"}[1h]))':
-        "no delivery exhausted its retries",
+    "sum by (provider) (increase(reelforge_url_expiry_misses_total[1h]))": (
+        "every result was re-hosted before its URL expired"
+    ),
+    'sum(increase(reelforge_webhook_deliveries_total{outcome="dead"}[1h]))': (
+        "no delivery exhausted its retries"
+    ),
 }
 # The QC job only has to be judged: at the emulator's reduced test resolution QC may reject
 # every candidate, which is a verdict too.
-WANT = {"openai": {"completed"}, "kling": {"completed"}, "failed": {"failed"},
-        "qc": {"completed", "failed"}}
+WANT = {
+    "openai": {"completed"},
+    "kling": {"completed"},
+    "failed": {"failed"},
+    "qc": {"completed", "failed"},
+}
 QC_EXPRS = {
     '(sum(rate(reelforge_candidates_scored_total{verdict="qualified"}[1h])) or vector(0)) '
     "/ sum(rate(reelforge_candidates_scored_total[1h]))",
@@ -74,8 +83,12 @@ def dashboard_exprs() -> list[tuple[str, str]]:
 
 
 def rules() -> list[dict[str, Any]]:
-    return [rule for path in sorted(RULES.glob("*.yml"))
-            for group in yaml.safe_load(path.read_text())["groups"] for rule in group["rules"]]
+    return [
+        rule
+        for path in sorted(RULES.glob("*.yml"))
+        for group in yaml.safe_load(path.read_text())["groups"]
+        for rule in group["rules"]
+    ]
 
 
 async def query(client: httpx.AsyncClient, expr: str) -> dict[str, Any]:
@@ -110,8 +123,13 @@ async def load_local_config(client: httpx.AsyncClient, stack: Stack) -> None:
 
 async def run_jobs(api: httpx.AsyncClient, receiver: Receiver, with_qc: bool) -> dict[str, str]:
     def body(prompt: str, provider: str, **extra: object) -> dict[str, object]:
-        return {"prompt": prompt, "duration_s": 4, "policy": "explicit", "provider": provider,
-                **extra}
+        return {
+            "prompt": prompt,
+            "duration_s": 4,
+            "policy": "explicit",
+            "provider": provider,
+            **extra,
+        }
 
     requests = {
         "openai": body("a paper boat on a pond", "openai", callback_url=receiver.url),
@@ -152,7 +170,9 @@ async def wait_until_scraped(client: httpx.AsyncClient, completed: int, failed: 
 
 @pytest.mark.timeout(240)
 async def test_every_dashboard_and_rule_expression_is_valid_and_has_data_after_a_run(
-    stack: Stack, api: httpx.AsyncClient, receiver: Receiver,
+    stack: Stack,
+    api: httpx.AsyncClient,
+    receiver: Receiver,
 ) -> None:
     with_qc = "qc" in stack.specs
     async with httpx.AsyncClient(timeout=10) as prom:
@@ -163,15 +183,20 @@ async def test_every_dashboard_and_rule_expression_is_valid_and_has_data_after_a
             job = await wait_job(api, job_id, {"completed", "failed", "cancelled"}, timeout=120)
             ended[name] = job["state"]
             assert job["state"] in WANT[name], f"{name}: {job['state']} {job.get('failure')}"
-        await wait_until_scraped(prom, completed=list(ended.values()).count("completed"),
-                                 failed=list(ended.values()).count("failed"))
+        await wait_until_scraped(
+            prom,
+            completed=list(ended.values()).count("completed"),
+            failed=list(ended.values()).count("failed"),
+        )
 
         allowed = dict(ALLOWED_EMPTY) | ({} if with_qc else dict.fromkeys(QC_EXPRS, QC_ONLY))
         expressions = dashboard_exprs()
         for rule in rules():
             if "record" in rule:
-                expressions += [(f"record {rule['record']}", rule["expr"]),
-                                (f"recorded series {rule['record']}", rule["record"])]
+                expressions += [
+                    (f"record {rule['record']}", rule["expr"]),
+                    (f"recorded series {rule['record']}", rule["record"]),
+                ]
             else:
                 expressions.append((f"alert {rule['alert']}", rule["expr"]))
                 allowed[rule["expr"]] = "an alert condition: empty while the system is healthy"

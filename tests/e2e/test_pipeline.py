@@ -213,10 +213,14 @@ async def test_an_invalid_request_on_the_topic_is_dead_lettered_with_a_reason(
 
 
 async def test_a_multi_candidate_job_is_scored_the_best_picked_and_the_rest_queued_for_review(
-    api: httpx.AsyncClient, outcomes: Outcomes,
+    api: httpx.AsyncClient,
+    outcomes: Outcomes,
 ) -> None:
-    created = await api.post("/v1/jobs", json=body("a woman walking on a beach [fullsize] [face]",
-                                                   candidates=3), headers=A)
+    created = await api.post(
+        "/v1/jobs",
+        json=body("a woman walking on a beach [fullsize] [face]", candidates=3),
+        headers=A,
+    )
     assert created.status_code == 202, created.text
     job_id = created.json()["job_id"]
     event = await outcomes.wait(job_id, timeout=180)
@@ -228,8 +232,10 @@ async def test_a_multi_candidate_job_is_scored_the_best_picked_and_the_rest_queu
     picked = next(a for a in job["attempts"] if a["attempt_id"] == job["picked_attempt"])
     assert event["attempt_id"] == picked["attempt_id"]
     assert picked["qc"]["score"] == max(a["qc"]["score"] for a in scored)
-    reviews = (await api.get("http://127.0.0.1:8087/v1/reviews", headers=A,
-                             params={"status": "all"})).json()["reviews"]
+    reviews = (
+        await api.get("http://127.0.0.1:8087/v1/reviews", headers=A, params={"status": "all"})
+    ).json()["reviews"]
     mine = [r for r in reviews if r["job_id"] == job_id]
     assert {r["attempt_id"] for r in mine if not r["picked"]} == {
-        a["attempt_id"] for a in scored if a["attempt_id"] != picked["attempt_id"]}
+        a["attempt_id"] for a in scored if a["attempt_id"] != picked["attempt_id"]
+    }

@@ -17,12 +17,21 @@ pytestmark = pytest.mark.integration
 
 def run_service(module: str, **env: str) -> subprocess.CompletedProcess[str]:
     full = {**os.environ, "CONNECT_TIMEOUT_S": "3", **env}
-    return subprocess.run([sys.executable, "-m", module], cwd=ROOT, env=full, capture_output=True,
-                          text=True, timeout=60, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", module],
+        cwd=ROOT,
+        env=full,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def assert_one_line_naming(result: subprocess.CompletedProcess[str], setting: str) -> None:
-    lines = [line for line in result.stderr.splitlines() if line.strip() and not line.startswith("{")]
+    lines = [
+        line for line in result.stderr.splitlines() if line.strip() and not line.startswith("{")
+    ]
     assert result.returncode == 2, result.stderr[-2000:]
     assert len(lines) == 1, result.stderr[-2000:]
     assert setting in lines[0] and "Traceback" not in result.stderr
@@ -35,20 +44,27 @@ def free_port() -> int:
 
 
 def test_an_unreachable_broker_is_named() -> None:
-    result = run_service("services.dispatcher", KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:1",
-                         DISPATCHER_METRICS_PORT=str(free_port()))
+    result = run_service(
+        "services.dispatcher",
+        KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:1",
+        DISPATCHER_METRICS_PORT=str(free_port()),
+    )
     assert_one_line_naming(result, "KAFKA_BOOTSTRAP_SERVERS")
 
 
 def test_an_unreachable_database_is_named() -> None:
-    result = run_service("services.reconciler", MONGODB_URI="mongodb://127.0.0.1:1/",
-                         RECONCILER_METRICS_PORT=str(free_port()))
+    result = run_service(
+        "services.reconciler",
+        MONGODB_URI="mongodb://127.0.0.1:1/",
+        RECONCILER_METRICS_PORT=str(free_port()),
+    )
     assert_one_line_naming(result, "MONGODB_URI")
 
 
 def test_wrong_object_store_credentials_are_named() -> None:
-    result = run_service("services.intake", S3_SECRET_KEY="not-the-secret",
-                         INTAKE_METRICS_PORT=str(free_port()))
+    result = run_service(
+        "services.intake", S3_SECRET_KEY="not-the-secret", INTAKE_METRICS_PORT=str(free_port())
+    )
     assert_one_line_naming(result, "S3_SECRET_KEY")
 
 

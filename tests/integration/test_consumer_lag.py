@@ -42,8 +42,9 @@ async def backlog(infra: InfraSettings) -> AsyncIterator[str]:
 
 async def commit_some(infra: InfraSettings, topic: str, group: str) -> int:
     """Commit offset 2 on partition 0 for `group`; returns how many messages that consumed."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=infra.kafka_bootstrap_servers, group_id=group,
-                                enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=infra.kafka_bootstrap_servers, group_id=group, enable_auto_commit=False
+    )
     await consumer.start()
     try:
         tp = TopicPartition(topic, 0)
@@ -70,8 +71,11 @@ async def test_reports_the_whole_backlog_then_what_is_left_after_a_commit(
 ) -> None:
     group = random_id("lag-group")
     registry = CollectorRegistry()
-    monitor = LagMonitor(infra.kafka_bootstrap_servers, ServiceMetrics(registry, "reconciler"),
-                         groups={group: (backlog, "no-such-topic-" + group)})
+    monitor = LagMonitor(
+        infra.kafka_bootstrap_servers,
+        ServiceMetrics(registry, "reconciler"),
+        groups={group: (backlog, "no-such-topic-" + group)},
+    )
     await monitor.start()
     try:
         assert await monitor.measure() == {(group, backlog): MESSAGES}
@@ -79,19 +83,27 @@ async def test_reports_the_whole_backlog_then_what_is_left_after_a_commit(
         assert await monitor.measure() == {(group, backlog): MESSAGES - consumed}
     finally:
         await monitor.close()
-    value = registry.get_sample_value("reelforge_consumer_lag_messages",
-                                      {"group": group, "topic": backlog})
+    value = registry.get_sample_value(
+        "reelforge_consumer_lag_messages", {"group": group, "topic": backlog}
+    )
     assert value == MESSAGES - consumed
 
 
 async def test_loop_measures_until_told_to_stop(infra: InfraSettings, backlog: str) -> None:
     group = random_id("lag-group")
     registry = CollectorRegistry()
-    monitor = LagMonitor(infra.kafka_bootstrap_servers, ServiceMetrics(registry, "reconciler"),
-                         groups={group: (backlog,)})
+    monitor = LagMonitor(
+        infra.kafka_bootstrap_servers,
+        ServiceMetrics(registry, "reconciler"),
+        groups={group: (backlog,)},
+    )
     rounds = iter(range(2))
     await asyncio.wait_for(
         lag_loop(monitor, 0.1, keep_going=lambda: next(rounds, None) is not None), timeout=30
     )
-    assert registry.get_sample_value(
-        "reelforge_consumer_lag_messages", {"group": group, "topic": backlog}) == MESSAGES
+    assert (
+        registry.get_sample_value(
+            "reelforge_consumer_lag_messages", {"group": group, "topic": backlog}
+        )
+        == MESSAGES
+    )

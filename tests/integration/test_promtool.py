@@ -19,10 +19,18 @@ PROMTOOL = shutil.which("promtool") or (str(DEBIAN_PROMTOOL) if DEBIAN_PROMTOOL.
 
 def promtool(*args: str) -> subprocess.CompletedProcess[str]:
     if PROMTOOL is None:
-        pytest.skip("promtool is not installed (Debian package `prometheus`: "
-                    "`python -m deploy.localinfra install prometheus`)")
-    return subprocess.run([PROMTOOL, *args], cwd=PROMETHEUS_DIR, capture_output=True, text=True,
-                          timeout=60, check=False)
+        pytest.skip(
+            "promtool is not installed (Debian package `prometheus`: "
+            "`python -m deploy.localinfra install prometheus`)"
+        )
+    return subprocess.run(
+        [PROMTOOL, *args],
+        cwd=PROMETHEUS_DIR,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def yml_files(folder: str) -> list[str]:

@@ -24,9 +24,32 @@ PROVISIONING = GRAFANA / "provisioning"
 RULES = ROOT / "deploy" / "prometheus" / "rules"
 BUILT_INS = {"up", "ALERTS", "ALERTS_FOR_STATE", "scrape_duration_seconds"}
 PROMQL_WORDS = {
-    "sum", "max", "min", "avg", "count", "by", "without", "on", "ignoring", "group_left",
-    "group_right", "and", "or", "unless", "offset", "bool", "rate", "increase", "delta", "deriv",
-    "histogram_quantile", "vector", "absent", "max_over_time", "min_over_time", "le",
+    "sum",
+    "max",
+    "min",
+    "avg",
+    "count",
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "and",
+    "or",
+    "unless",
+    "offset",
+    "bool",
+    "rate",
+    "increase",
+    "delta",
+    "deriv",
+    "histogram_quantile",
+    "vector",
+    "absent",
+    "max_over_time",
+    "min_over_time",
+    "le",
 }
 _STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"')
 _LABEL_BLOCKS = re.compile(r"\{[^}]*\}")
@@ -39,8 +62,12 @@ def sample_names(registry: CollectorRegistry) -> set[str]:
     """Every series name a registry can expose, including histogram and counter suffixes."""
     names: set[str] = set()
     for family in registry.collect():
-        suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum"),
-                    "gauge": ("",), "summary": ("_count", "_sum", "")}[family.type]
+        suffixes = {
+            "counter": ("_total",),
+            "histogram": ("_bucket", "_count", "_sum"),
+            "gauge": ("",),
+            "summary": ("_count", "_sum", ""),
+        }[family.type]
         names.update(family.name + s for s in suffixes)
     return names
 
@@ -84,9 +111,12 @@ def dashboards() -> dict[str, dict[str, Any]]:
 
 
 def dashboard_exprs() -> list[tuple[str, str, str]]:
-    return [(name, panel["title"], target["expr"])
-            for name, board in dashboards().items()
-            for panel in board["panels"] for target in panel["targets"]]
+    return [
+        (name, panel["title"], target["expr"])
+        for name, board in dashboards().items()
+        for panel in board["panels"]
+        for target in panel["targets"]
+    ]
 
 
 def provisioned_datasource_uid() -> str:
@@ -97,8 +127,10 @@ def provisioned_datasource_uid() -> str:
 
 
 def test_names_in_finds_metrics_but_not_labels_functions_or_strings() -> None:
-    expr = ('histogram_quantile(0.95, sum by (provider, le) (rate(a_bucket{le=~"300"}[5m])))'
-            ' / on (provider) group_left b:c:rate5m offset 5m or vector(0)')
+    expr = (
+        'histogram_quantile(0.95, sum by (provider, le) (rate(a_bucket{le=~"300"}[5m])))'
+        " / on (provider) group_left b:c:rate5m offset 5m or vector(0)"
+    )
     assert names_in(expr) == {"a_bucket", "b:c:rate5m"}
 
 
@@ -110,8 +142,13 @@ def test_committed_dashboards_match_their_source() -> None:
 
 def test_the_five_dashboards_exist() -> None:
     uids = {board["uid"] for board in dashboards().values()}
-    assert uids == {"reelforge-overview", "reelforge-providers", "reelforge-kafka",
-                    "reelforge-storage", "reelforge-notifications"}
+    assert uids == {
+        "reelforge-overview",
+        "reelforge-providers",
+        "reelforge-kafka",
+        "reelforge-storage",
+        "reelforge-notifications",
+    }
 
 
 @pytest.mark.parametrize("name", sorted(dashboards()))
@@ -148,8 +185,11 @@ def test_dashboard_provisioning_points_grafana_at_the_dashboards_folder() -> Non
 
 def test_every_name_in_a_dashboard_is_a_metric_or_a_recording_rule() -> None:
     known = exported_metric_names() | BUILT_INS | recorded_names()
-    unknown = {(board, title, n) for board, title, expr in dashboard_exprs()
-               for n in names_in(expr) - known}
+    unknown = {
+        (board, title, n)
+        for board, title, expr in dashboard_exprs()
+        for n in names_in(expr) - known
+    }
     assert not unknown
 
 
@@ -161,7 +201,7 @@ def test_every_rule_parses_and_names_only_known_metrics() -> None:
         assert ("alert" in rule) != ("record" in rule), rule
         assert isinstance(rule["expr"], str)
         assert rule["expr"].strip()
-        assert not names_in(rule["expr"]) - known, (rule.get("alert") or rule.get("record"))
+        assert not names_in(rule["expr"]) - known, rule.get("alert") or rule.get("record")
         if "alert" in rule:
             assert rule["labels"]["severity"] in {"warning", "critical"}
             assert rule["annotations"]["summary"]

@@ -66,7 +66,7 @@ async def client(h: Harness) -> AsyncIterator[httpx.AsyncClient]:
         yield c
 
 
-async def test_creates_a_job_records_it_then_announces_it(
+async def test_creates_a_job_and_its_announcement_in_one_write(
     h: Harness, client: httpx.AsyncClient
 ) -> None:
     response = await client.post("/v1/jobs", json=BODY, headers=A)
@@ -74,8 +74,12 @@ async def test_creates_a_job_records_it_then_announces_it(
     job = response.json()
     assert job["state"] == "accepted" and job["quote_usd"] > 0
     assert job["route"][0]["provider"] == "kling"
-    assert [e.subject for e in h.accepted] == [job["job_id"]]
-    assert h.registry.get_sample_value("reelforge_jobs_created_total", {"source": "http"}) == 1
+    # The JobAccepted is in the outbox with the job (the relay publishes it), not sent aside.
+    assert [e.subject for e in h.repo.announced("jobs-accepted")] == [job["job_id"]]
+    again = await client.post("/v1/jobs", json=BODY, headers=A)
+    assert again.status_code == 202
+    assert len(h.repo.announced("jobs-accepted")) == 2  # no key: a second job
+    assert h.registry.get_sample_value("reelforge_jobs_created_total", {"source": "http"}) == 2
 
 
 async def test_same_idempotency_key_and_body_replays_the_job(

@@ -138,10 +138,12 @@ async def two_candidate_job(repo: FakeJobRepository) -> Job:
 
 
 def deps_with(repo: FakeJobRepository, provider: ScriptedKling) -> PollerDeps:
+    broker = RecordingBroker()
+    repo.relay_to(lambda topic, event: broker.sent.append((topic, event.model_dump(mode="json"))))
     deps = PollerDeps(
         settings=PollerSettings(provider="kling"),
         repo=repo,
-        broker=RecordingBroker(),  # type: ignore[arg-type]
+        broker=broker,  # type: ignore[arg-type]
         metrics=ServiceMetrics(CollectorRegistry(), "poller"),
         provider=provider,  # type: ignore[arg-type]
         cfg=CFG,

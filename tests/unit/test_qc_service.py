@@ -41,6 +41,7 @@ class World:
     def __init__(self) -> None:
         self.repo, self.blobs = FakeJobRepository(), FakeBlobStore()
         self.reviews, self.sent = FakeReviewStore(), RecordingPublisher()
+        self.repo.relay_to(self.sent.record)
         self.process = ServiceProcess(settings=SETTINGS, registry=CollectorRegistry())
         self.pipeline: QcPipeline = wire(
             self.process, SETTINGS, self.repo, self.blobs, self.reviews, self.sent

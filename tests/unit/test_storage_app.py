@@ -16,7 +16,7 @@ from services.storage.settings import StorageSettings
 from shared.events import JOB_OUTCOME, JobCompleted
 from shared.jobs import JobState, now
 from shared.topics import Topic
-from tests.fakes import FakeBlobStore, FakeJobRepository
+from tests.fakes import FakeBlobStore, FakeJobRepository, FakeOutboxRelay
 from tests.unit.test_media import make_mp4
 from tests.unit.test_storage_fakes import FakeProvider, make_job, probe_fake_blob, succeeded
 
@@ -68,7 +68,9 @@ async def test_a_task_succeeded_message_completes_the_job_through_the_broker() -
             Topic.TASKS_SUCCEEDED.value,
             key=job.job_id.encode(),
         )
+        relay = FakeOutboxRelay(repo, broker)  # the outbox relay's part
         for _ in range(100):
+            await relay.run_once()
             if finished:
                 break
             await asyncio.sleep(0.02)

@@ -28,6 +28,7 @@ from shared.providers.errors import ProviderError
 from shared.repository import JobRepository
 from shared.topics import Topic
 from tests.conftest import random_id
+from tests.fakes import FakeJobRepository
 
 
 @dataclass
@@ -79,6 +80,10 @@ class RecordingPublisher:
 
     async def __call__(self, topic: Topic, event: Envelope) -> None:
         self.sent.append((topic, event))
+
+    def record(self, topic: str, event: Envelope) -> None:
+        """A sink for `FakeJobRepository.relay_to`: what the outbox relay would publish."""
+        self.sent.append((Topic(topic), event))
 
     def on(self, topic: Topic) -> list[Envelope]:
         return [e for t, e in self.sent if t is topic]
@@ -142,6 +147,8 @@ def make_context(
 ) -> tuple[StorageContext, RecordingPublisher]:
     metrics = ServiceMetrics(registry or CollectorRegistry(), "storage")
     publisher = RecordingPublisher()
+    if isinstance(repo, FakeJobRepository):
+        repo.relay_to(publisher.record)
     ctx = StorageContext(
         repo=repo,
         rehoster=Rehoster(blob, metrics, probe_fake_blob),
