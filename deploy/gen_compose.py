@@ -12,7 +12,8 @@ from deploy.stack import ROOT, default_specs
 
 INFRA_ENV = {
     "KAFKA_BOOTSTRAP_SERVERS": "kafka:9092",
-    "MONGODB_URI": "mongodb://mongo:27017/",
+    # Production keeps MongoDB (the official image): the scheme picks the MongoDB adapter.
+    "JOB_STORE_URI": "mongodb://mongo:27017/",
     "S3_ENDPOINT": "http://minio:9000",
     "S3_ACCESS_KEY": "reelforge",
     "S3_SECRET_KEY": "reelforge-secret",
@@ -69,7 +70,7 @@ def _infra() -> dict[str, Any]:
             },
         },
         "mongo": {
-            "image": "mongo:7",
+            "image": "mongo:8.0",
             "volumes": ["mongo-data:/data/db"],
             "healthcheck": {
                 "test": ["CMD", "mongosh", "--quiet", "--eval", "db.adminCommand('ping')"],

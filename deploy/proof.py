@@ -13,8 +13,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from shared.blobstore import MinioBlobStore
-from shared.runtime import connect_mongo
 from shared.settings import InfraSettings
+from shared.stores import open_job_store
 
 
 async def kafka(s: InfraSettings) -> str:
@@ -44,18 +44,29 @@ async def kafka(s: InfraSettings) -> str:
     return f"created topic {topic}, round-tripped {record.value!r}, deleted it"
 
 
-async def mongodb(s: InfraSettings) -> str:
-    client = await connect_mongo(s)
+async def job_store(s: InfraSettings) -> str:
+    """Open the job store as a service does (migrations included), then one atomic round trip
+    through the outbox table inside a transaction that is rolled back."""
+    store = await open_job_store(s, pool_size=2)
     try:
-        hello = await client.admin.command("hello")
-        collection = client[s.mongodb_database]["proof"]
-        doc_id = secrets.token_hex(6)
-        await collection.insert_one({"_id": doc_id, "says": "hello"})
-        back = await collection.find_one({"_id": doc_id})
-        await collection.delete_one({"_id": doc_id})
+        if store.pool is None:
+            hello = await store.mongo.admin.command("hello")
+            return f"{store.kind}: wire version {hello.get('maxWireVersion')}"
+        async with store.pool.acquire() as conn:
+            version = await conn.fetchval("SHOW server_version")
+            migrations = await conn.fetchval("SELECT max(version) FROM schema_migrations")
+            tx = conn.transaction()
+            await tx.start()
+            event_id = secrets.token_hex(6)
+            await conn.execute(
+                "INSERT INTO outbox (event_id, topic, key, payload) VALUES ($1, 'proof', 'k', '')",
+                event_id,
+            )
+            back = await conn.fetchval("SELECT event_id FROM outbox WHERE event_id = $1", event_id)
+            await tx.rollback()
     finally:
-        await client.close()
-    return f"wrote and read back {back}, wire version {hello.get('maxWireVersion')}"
+        await store.close()
+    return f"PostgreSQL {version}, schema at migration {migrations}, wrote and read back {back}"
 
 
 async def minio(s: InfraSettings) -> str:
@@ -81,7 +92,7 @@ async def main() -> int:
     settings = InfraSettings()
     checks: list[tuple[str, Callable[[InfraSettings], Awaitable[str]]]] = [
         ("kafka", kafka),
-        ("mongodb", mongodb),
+        ("job store", job_store),
         ("minio", minio),
         ("prometheus", prometheus),
     ]

@@ -5,10 +5,12 @@ from __future__ import annotations
 import hashlib
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any, Union
+
+from pydantic import Field, TypeAdapter
 
 from shared.blobstore import BlobInfo, BlobNotFound, PutResult
-from shared.events import Envelope
+from shared.events import ALL_EVENTS, Envelope
 from shared.jobs import AttemptState, Job, JobState, now, sources_of
 from shared.outbox import Announce
 from shared.repository import (
@@ -19,6 +21,10 @@ from shared.repository import (
     from_document,
     task_key,
     to_document,
+)
+
+ANY_EVENT: TypeAdapter[Any] = TypeAdapter(
+    Annotated[Union[*ALL_EVENTS], Field(discriminator="type")]
 )
 
 
@@ -205,6 +211,12 @@ class FakeJobRepository:
                 name = d["active_provider"] or ""
                 slots[name] = slots.get(name, 0) + d["request"]["candidates"]
         return slots
+
+
+async def pg_outbox(pool: Any, job_id: str) -> list[tuple[str, Envelope]]:
+    """The events a PostgreSQL job store holds in its outbox for `job_id`, in order."""
+    rows = await pool.fetch("SELECT topic, payload FROM outbox WHERE key = $1 ORDER BY id", job_id)
+    return [(r["topic"], ANY_EVENT.validate_json(r["payload"])) for r in rows]
 
 
 class FakeOutboxRelay:

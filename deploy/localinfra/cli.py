@@ -16,7 +16,8 @@ from deploy.localinfra.registry import SERVERS
 EPILOG = (
     f"servers: {', '.join(SERVERS)} (default: all). Cache: $REELFORGE_CACHE "
     "(default ~/.cache/reelforge). A server whose endpoint variable (KAFKA_BOOTSTRAP_SERVERS, "
-    "MONGODB_URI, S3_ENDPOINT, PROMETHEUS_URL) points elsewhere is external and left alone."
+    "JOB_STORE_URI, MONGODB_URI, S3_ENDPOINT, PROMETHEUS_URL) points elsewhere is external and "
+    "left alone."
 )
 
 

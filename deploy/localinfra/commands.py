@@ -16,7 +16,14 @@ from types import FrameType
 from typing import TextIO
 
 from deploy.localinfra import lifecycle
-from deploy.localinfra.config import ENDPOINTS, Layout, endpoint_env, external_value
+from deploy.localinfra.config import (
+    ENDPOINTS,
+    Layout,
+    bad_endpoint,
+    endpoint_env,
+    external_value,
+    redacted,
+)
 from deploy.localinfra.errors import InfraError
 from deploy.localinfra.registry import resolve
 from deploy.localinfra.spec import ServerSpec
@@ -66,10 +73,11 @@ def down(names: Sequence[str], layout: Layout, environ: Mapping[str, str], out: 
 def status(layout: Layout, environ: Mapping[str, str], out: TextIO) -> int:
     """Print a table: name, state (running/unhealthy/stopped/external), pid, address, version."""
     rows = [lifecycle.inspect(spec, layout, environ) for spec in resolve([])]
-    say(out, f"{'NAME':<11} {'STATE':<10} {'PID':>7}  {'ADDRESS':<32} VERSION")
+    width = max([32, *(len(row.address) for row in rows)])
+    say(out, f"{'NAME':<11} {'STATE':<10} {'PID':>7}  {'ADDRESS':<{width}} VERSION")
     for row in rows:
         pid = str(row.pid) if row.pid is not None else "-"
-        say(out, f"{row.name:<11} {row.state:<10} {pid:>7}  {row.address:<32} {row.version}")
+        say(out, f"{row.name:<11} {row.state:<10} {pid:>7}  {row.address:<{width}} {row.version}")
     return 0
 
 
@@ -107,6 +115,11 @@ def _up(
     out: TextIO,
     started: list[str],
 ) -> int:
+    for spec in resolve(names):  # a malformed external endpoint fails before anything starts
+        value = external_value(spec.name, environ)
+        problem = bad_endpoint(spec.name, value) if value is not None else None
+        if problem is not None:
+            raise InfraError(problem)
     with _locked(layout):
         specs = _managed(resolve(names), environ, out)
         if _parallel(specs, lambda spec: _install_line(spec, layout, out, quiet=True), out):
@@ -141,7 +154,8 @@ def _managed(specs: list[ServerSpec], environ: Mapping[str, str], out: TextIO) -
         if value is None:
             kept.append(spec)
         else:
-            say(out, f"{spec.name:<11} external ({ENDPOINTS[spec.name][0]}={value}): left alone")
+            var = ENDPOINTS[spec.name][0]
+            say(out, f"{spec.name:<11} external ({var}={redacted(value)}): left alone")
     return kept
 
 

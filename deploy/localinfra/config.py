@@ -11,6 +11,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 HOST = "127.0.0.1"
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -22,6 +23,9 @@ FERRETDB_DEBUG_PORT = 19088
 MINIO_PORT = 19000
 MINIO_CONSOLE_PORT = 19001
 PROMETHEUS_PORT = 19090
+POSTGRES_PORT = 15432
+POSTGRES_DATABASE = "reelforge"
+POSTGRES_USER = "postgres"
 
 S3_ACCESS_KEY = "reelforge"
 S3_SECRET_KEY = "reelforge-secret"
@@ -32,7 +36,14 @@ ENDPOINTS: dict[str, tuple[str, str]] = {
     "mongodb": ("MONGODB_URI", f"mongodb://{HOST}:{MONGODB_PORT}/"),
     "minio": ("S3_ENDPOINT", f"http://{HOST}:{MINIO_PORT}"),
     "prometheus": ("PROMETHEUS_URL", f"http://{HOST}:{PROMETHEUS_PORT}"),
+    "postgres": (
+        "JOB_STORE_URI",
+        f"postgresql://{POSTGRES_USER}@{HOST}:{POSTGRES_PORT}/{POSTGRES_DATABASE}",
+    ),
 }
+
+# server name -> the URL schemes its endpoint variable accepts (checked before `up` and `run`)
+ENDPOINT_SCHEMES: dict[str, tuple[str, ...]] = {"postgres": ("postgresql", "postgres")}
 
 
 @dataclass(frozen=True)
@@ -86,6 +97,32 @@ def external_value(name: str, environ: Mapping[str, str]) -> str | None:
     if not value or value.rstrip("/") == ours.rstrip("/"):
         return None
     return value
+
+
+def bad_endpoint(name: str, value: str) -> str | None:
+    """A one-line message when an external ``value`` for ``name`` cannot be right, else None."""
+    schemes = ENDPOINT_SCHEMES.get(name)
+    if schemes is None:
+        return None
+    try:
+        if urlsplit(value).scheme in schemes:
+            return None
+    except ValueError:  # e.g. an unclosed [ipv6
+        pass
+    var, ours = ENDPOINTS[name]
+    return f"{name}: {var}={redacted(value)} is not a {schemes[0]}:// URL (unset it to use {ours})"
+
+
+def redacted(value: str) -> str:
+    """``value`` with the password of a URL's user info masked, for messages and ``status``."""
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return "(unparsable URL)"
+    if parts.password is None:
+        return value
+    user_info, _, host = parts.netloc.rpartition("@")
+    return parts._replace(netloc=f"{user_info.partition(':')[0]}:***@{host}").geturl()
 
 
 def endpoint_env(environ: Mapping[str, str]) -> dict[str, str]:

@@ -1,4 +1,5 @@
-"""Cheap readiness probes: a TCP connect, an HTTP GET, and a MongoDB ``hello`` over OP_MSG."""
+"""Cheap readiness probes: a TCP connect, an HTTP GET, a MongoDB ``hello`` over OP_MSG, and a
+PostgreSQL session start (protocol 3.0) up to ReadyForQuery."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import urllib.error
 import urllib.request
 
 OP_MSG = 2013
+PG_PROTOCOL_3 = 196608  # major 3, minor 0
 
 
 def tcp_open(host: str, port: int, timeout: float = 1.0) -> bool:
@@ -81,3 +83,50 @@ def _recv_exact(sock: socket.socket, size: int) -> bytes:
             raise ConnectionError("connection closed mid-reply")
         chunks.extend(chunk)
     return bytes(chunks)
+
+
+def encode_pg_startup(user: str, database: str) -> bytes:
+    """A PostgreSQL StartupMessage (protocol 3.0) for ``user`` on ``database``."""
+    params = {"user": user, "database": database, "application_name": "reelforge-health"}
+    pairs = b"".join(f"{key}\x00{value}\x00".encode() for key, value in params.items())
+    body = struct.pack("!i", PG_PROTOCOL_3) + pairs + b"\x00"
+    return struct.pack("!i", len(body) + 4) + body
+
+
+def pg_session_ready(messages: list[tuple[bytes, bytes]]) -> bool | None:
+    """Judge the server's answers to a StartupMessage so far: True once ReadyForQuery follows
+    AuthenticationOk, False on an error (e.g. 57P03 "starting up", 3D000 no such database) or an
+    authentication we cannot answer, None while undecided."""
+    authenticated = False
+    for kind, payload in messages:
+        if kind == b"R":
+            if payload[:4] != b"\x00\x00\x00\x00":  # anything but AuthenticationOk (trust)
+                return False
+            authenticated = True
+        elif kind == b"E":
+            return False
+        elif kind == b"Z":
+            return authenticated
+    return None
+
+
+def postgres_ready(host: str, port: int, user: str, database: str, timeout: float = 2.0) -> bool:
+    """True when a PostgreSQL server accepts a session for ``user`` on ``database`` without a
+    password, i.e. it is up, out of recovery and the database exists."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.sendall(encode_pg_startup(user, database))
+            messages: list[tuple[bytes, bytes]] = []
+            verdict = None
+            while verdict is None and len(messages) < 64:
+                kind = _recv_exact(sock, 1)
+                (length,) = struct.unpack("!i", _recv_exact(sock, 4))
+                if not 4 <= length <= 1024 * 1024:
+                    return False
+                messages.append((kind, _recv_exact(sock, length - 4)))
+                verdict = pg_session_ready(messages)
+            if verdict:
+                sock.sendall(b"X" + struct.pack("!i", 4))  # Terminate: no "unexpected EOF" log
+            return bool(verdict)
+    except OSError:
+        return False

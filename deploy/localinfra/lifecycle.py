@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from deploy.localinfra import procs
-from deploy.localinfra.config import ENDPOINTS, HOST, Layout, external_value
+from deploy.localinfra.config import ENDPOINTS, HOST, Layout, external_value, redacted
 from deploy.localinfra.errors import InfraError
 from deploy.localinfra.shell import tail
 from deploy.localinfra.spec import ServerSpec
@@ -30,7 +30,7 @@ def inspect(spec: ServerSpec, layout: Layout, environ: Mapping[str, str]) -> Ser
     """The current state; a stale pid file (process gone or not ours) is removed."""
     external = external_value(spec.name, environ)
     if external is not None:
-        return ServerState(spec.name, "external", None, external, "-")
+        return ServerState(spec.name, "external", None, redacted(external), "-")
     record = _live_record(spec, layout)
     if record is None:
         return ServerState(spec.name, "stopped", None, spec.address, spec.shown_version())
@@ -69,13 +69,15 @@ def ensure_running(spec: ServerSpec, layout: Layout) -> tuple[bool, str]:
     spec.prepare(layout)
     argv = spec.command(layout)
     began = time.monotonic()
-    process = procs.start(argv, spec.environment(layout), log, cwd=layout.run_dir)
+    process = procs.start(
+        argv, spec.environment(layout), log, cwd=spec.workdir(layout), user=spec.run_as()
+    )
     record = procs.PidRecord(process.pid, argv, spec.shown_version(), spec.address, time.time())
     procs.write_record(layout.pid_file(spec.name), record)
     try:
         _wait_healthy(spec, layout, process, began)
     except InfraError:
-        procs.stop(record, timeout=5.0)
+        procs.stop(record, timeout=5.0, sig=spec.stop_signal)
         layout.pid_file(spec.name).unlink(missing_ok=True)
         raise
     return True, (
@@ -91,7 +93,7 @@ def stop(spec: ServerSpec, layout: Layout) -> str:
         path.unlink(missing_ok=True)
         return f"{spec.name:<11} not running"
     began = time.monotonic()
-    stopped = procs.stop(record, spec.stop_timeout)
+    stopped = procs.stop(record, spec.stop_timeout, spec.stop_signal)
     path.unlink(missing_ok=True)
     if not stopped:
         return f"{spec.name:<11} not running (stale pid file for pid {record.pid} removed)"

@@ -9,12 +9,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import pwd
 import signal
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from deploy.localinfra.errors import InfraError
 from deploy.localinfra.health import tcp_open
@@ -117,11 +119,33 @@ def port_conflict(server: str, host: str, port: int, role: str, setting: str) ->
     )
 
 
+def credentials(user: str) -> dict[str, Any]:
+    """Popen keyword arguments that run the child as system ``user`` (its uid, gid and groups).
+
+    Applied between fork and exec, so the child's pid and cmdline are the command's own: unlike
+    ``runuser``, which stays in between as parent and SIGKILLs its child 2 s after a SIGTERM.
+    """
+    try:
+        entry = pwd.getpwnam(user)
+    except KeyError:
+        raise InfraError(f"no system user '{user}' to run as") from None
+    return {
+        "user": entry.pw_uid,
+        "group": entry.pw_gid,
+        "extra_groups": os.getgrouplist(user, entry.pw_gid),
+    }
+
+
 def start(
-    argv: Sequence[str], env: Mapping[str, str], log: Path, cwd: Path
+    argv: Sequence[str], env: Mapping[str, str], log: Path, cwd: Path, user: str | None = None
 ) -> subprocess.Popen[bytes]:
-    """Launch ``argv`` in its own session (it outlives this shell), output appended to ``log``."""
+    """Launch ``argv`` in its own session (it outlives this shell), output appended to ``log``.
+
+    With ``user`` the process runs as that system user (the log is opened by us, so it may live
+    where that user cannot write).
+    """
     log.parent.mkdir(parents=True, exist_ok=True)
+    as_user = credentials(user) if user is not None else {}
     with log.open("ab") as out:
         try:
             process = subprocess.Popen(
@@ -132,6 +156,7 @@ def start(
                 env={**os.environ, **env},
                 cwd=cwd,
                 start_new_session=True,
+                **as_user,
             )
         except OSError as exc:
             raise InfraError(f"cannot start {argv[0]}: {exc}") from exc
@@ -149,11 +174,12 @@ def _await_exec(process: subprocess.Popen[bytes], argv: list[str], timeout: floa
         time.sleep(0.005)
 
 
-def stop(record: PidRecord, timeout: float) -> bool:
-    """SIGTERM the process group we started, SIGKILL after ``timeout``. False if it was not ours."""
+def stop(record: PidRecord, timeout: float, sig: signal.Signals = signal.SIGTERM) -> bool:
+    """Send ``sig`` (SIGTERM by default) to the process group we started, SIGKILL after
+    ``timeout``. False if it was not ours."""
     if not is_ours(record):
         return False
-    _signal(record.pid, signal.SIGTERM)
+    _signal(record.pid, sig)
     if not wait_gone(record, timeout):
         _signal(record.pid, signal.SIGKILL)
         wait_gone(record, 5.0)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from deploy.localinfra import ferretdb, kafka, minio, prometheus
+from deploy.localinfra import ferretdb, kafka, minio, postgres, prometheus
 from deploy.localinfra.errors import InfraError
 from deploy.localinfra.spec import ServerSpec
 
 SERVERS: dict[str, ServerSpec] = {
-    spec.name: spec for spec in (kafka.SPEC, ferretdb.SPEC, minio.SPEC, prometheus.SPEC)
+    spec.name: spec
+    for spec in (kafka.SPEC, postgres.SPEC, ferretdb.SPEC, minio.SPEC, prometheus.SPEC)
 }
 
 

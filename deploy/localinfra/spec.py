@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,12 @@ class ServerSpec:
     ``install`` must be idempotent and leave a stamp (``write_stamp``) only once complete;
     ``prepare`` runs before every start (render config, one-time storage format);
     ``healthy`` must answer within a couple of seconds.
+    ``run_as`` names the system user the server process runs as (None: ourselves); it is applied
+    by the launcher itself (setuid between fork and exec), so the recorded pid is the server and
+    its ``/proc/<pid>/cmdline`` is exactly ``command``; ``workdir`` must then be a directory that
+    user can enter.
+    ``stop_signal`` is sent to the server's process group first; SIGKILL follows after
+    ``stop_timeout``.
     """
 
     name: str
@@ -32,6 +39,9 @@ class ServerSpec:
     environment: Callable[[Layout], dict[str, str]] = field(default=lambda layout: {})
     extra_ports: tuple[tuple[int, str], ...] = ()
     stop_timeout: float = 20.0
+    stop_signal: signal.Signals = signal.SIGTERM
+    run_as: Callable[[], str | None] = field(default=lambda: None)
+    workdir: Callable[[Layout], Path] = field(default=lambda layout: layout.run_dir)
     live_version: Callable[[], str] | None = None  # for servers we do not pin (Debian's package)
 
     def shown_version(self) -> str:

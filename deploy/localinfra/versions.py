@@ -32,3 +32,8 @@ FERRETDB_VERSION = "v1.24.2"
 # security updates bump it; `status` shows the installed version.
 PROMETHEUS_DEBIAN_PACKAGE = "prometheus"
 PROMETHEUS_BINARY = "/usr/bin/prometheus"
+
+# PostgreSQL 15 from Debian 12's package (postgresql-15): the job store. Not built by us and not
+# pinned to the Debian revision (security updates bump it); `status` shows the installed version.
+POSTGRES_DEBIAN_PACKAGE = "postgresql-15"
+POSTGRES_BIN_DIR = "/usr/lib/postgresql/15/bin"

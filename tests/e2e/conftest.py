@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import secrets
 import threading
 import time
 from collections import defaultdict
@@ -17,7 +16,6 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer
 from faststream.kafka import KafkaBroker
-from pymongo import AsyncMongoClient
 
 from deploy.stack import Stack, default_specs
 from shared.events import RequestJob
@@ -25,6 +23,7 @@ from shared.kafka_admin import ensure_topics
 from shared.settings import InfraSettings
 from shared.topics import Topic
 from shared.webhooks import WebhookVerificationError, verify
+from tests.pg_fixtures import throwaway_database
 
 API = "http://127.0.0.1:8080"
 A = {"Authorization": "Bearer demo-key"}
@@ -32,6 +31,8 @@ B = {"Authorization": "Bearer other-key"}
 # Fast sweeps and short graces so recovery paths run within a test's time.
 # The running stack's log directory, for `explain` (set by the session's `stack` fixture).
 RUN_DIRS: list[Path] = []
+# The session's job store (a throwaway PostgreSQL database), for tests that read it directly.
+STORE_URIS: list[str] = []
 FAST_ENV = {
     "RECONCILER_INTERVAL_S": "1",
     "RECONCILER_ACCEPTED_GRACE_S": "3",
@@ -51,11 +52,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     asyncio.run(ensure_topics(InfraSettings().kafka_bootstrap_servers))
     run_dir = Path(tmp_path_factory.mktemp("stack"))
     # A database of its own per session: leftovers of an aborted earlier run cannot leak in.
-    database = f"reelforge_e2e_{secrets.token_hex(3)}"
+    uri, drop = asyncio.run(throwaway_database(InfraSettings().job_store_uri))
+    STORE_URIS.append(uri)
     s = Stack(
         default_specs(render_seconds=2.0),
         run_dir,
-        extra_env={**FAST_ENV, "MONGODB_DATABASE": database},
+        extra_env={**FAST_ENV, "JOB_STORE_URI": uri},
     )
     try:
         s.start_all(timeout_s=120)
@@ -63,15 +65,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield s
     finally:
         s.stop_all()
-        asyncio.run(_drop_database(database))
-
-
-async def _drop_database(name: str) -> None:
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(InfraSettings().mongodb_uri)
-    try:
-        await client.drop_database(name)
-    finally:
-        await client.close()
+        asyncio.run(drop())
 
 
 class Outcomes:

@@ -20,6 +20,7 @@ from pymongo import AsyncMongoClient
 from services.notifier.adapters import MongoDeliveryStore
 from services.notifier.app import Deps, create_app
 from services.notifier.handlers import NotifierContext, on_job_outcome
+from services.notifier.pg_store import PgDeliveryStore
 from services.notifier.settings import NotifierSettings
 from services.notifier.store import DeliveryState
 from shared import webhooks
@@ -27,7 +28,8 @@ from shared.events import Envelope
 from shared.jobs import JobState
 from shared.messaging import publish
 from shared.metrics import ServiceMetrics
-from shared.mongo_repository import MongoJobRepository
+from shared.pg import Pool
+from shared.pg_repository import PgJobRepository
 from shared.settings import InfraSettings
 from shared.tenants import webhook_secret_for
 from shared.topics import Topic
@@ -118,7 +120,7 @@ async def _run_until(predicate: Any, loop_fn: Any, limit_s: float = 20.0) -> Non
 
 
 async def test_webhook_is_verified_retried_after_a_500_and_dead_lettered_when_exhausted(
-    mongo_repo: MongoJobRepository, mongo_store: Any, receiver_factory: Any
+    pg_repo: PgJobRepository, pg_pool: Pool, receiver_factory: Any
 ) -> None:
     settings = NotifierSettings().model_copy(
         update={
@@ -128,25 +130,24 @@ async def test_webhook_is_verified_retried_after_a_500_and_dead_lettered_when_ex
             "delivery_poll_s": 0.05,
         }
     )
-    store = mongo_store()
-    await store.ensure_indexes()
-    process = await create_app(settings, Deps(repo=mongo_repo, store=store))
+    store = PgDeliveryStore(pg_pool)  # the default stores, as the notifier runs them
+    process = await create_app(settings, Deps(repo=pg_repo, store=store))
     assert process.broker is not None
     await process.broker.start()
     try:
         flaky = receiver_factory([500, 200])
         ok_job = make_job(state=JobState.COMPLETED, callback_url=flaky.url)
-        await mongo_repo.create(ok_job)
+        await pg_repo.create(ok_job)
         dead_receiver = receiver_factory([503])
         dead_job = make_job(state=JobState.COMPLETED, callback_url=dead_receiver.url)
-        await mongo_repo.create(dead_job)
+        await pg_repo.create(dead_job)
         broker = process.broker
 
         async def to_kafka(topic: Topic, event: Envelope) -> None:
             await publish(broker, topic, event)
 
         ctx = NotifierContext(
-            repo=mongo_repo,
+            repo=pg_repo,
             store=store,
             publish=to_kafka,
             metrics=ServiceMetrics(CollectorRegistry(), "notifier"),

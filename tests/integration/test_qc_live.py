@@ -1,27 +1,25 @@
-"""The QC service's ports on the real servers: the review queue on the MongoDB-compatible
-server (unique per job and attempt, tenant-scoped, conditional decisions) and a whole
-score -> pick -> complete -> review -> reject round on MongoDB + MinIO."""
+"""The QC service's ports on the real servers: a whole score -> pick -> complete -> review ->
+reject round on the default stores (PostgreSQL + MinIO), the outcome read from the outbox."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from pymongo import AsyncMongoClient
 
-from services.qc.adapters import MongoReviewStore
 from services.qc.desk import ReviewDesk
 from services.qc.logic import QcRules
+from services.qc.pg_reviews import PgReviewStore
 from services.qc.pipeline import QcPipeline
 from services.qc.reviews import Refinement, ReviewStatus
 from shared.blobstore import MinioBlobStore
 from shared.events import CandidateStored, JobCompleted, RequestJob
 from shared.jobs import JobState
-from shared.mongo_repository import MongoJobRepository
-from shared.settings import InfraSettings
+from shared.pg import Pool
+from shared.pg_repository import PgJobRepository
 from shared.topics import Topic
 from tests.conftest import random_id
+from tests.fakes import pg_outbox
 from tests.qc_clips import labelled_set, write_clip
 from tests.qc_fakes import RecordingPublisher, job_with_candidates, small_clip_scorer
 
@@ -29,32 +27,24 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-async def review_store(infra: InfraSettings) -> AsyncIterator[MongoReviewStore]:
-    client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(
-        infra.mongodb_uri, tz_aware=True, serverSelectionTimeoutMS=5000
-    )
-    database = random_id("reelforge_qc_test").replace("-", "_")
-    store = MongoReviewStore.from_client(client, database)  # type: ignore[arg-type]
-    await store.ensure_indexes()
-    yield store
-    await client.drop_database(database)
-    await client.close()
+async def review_store(pg_pool: Pool) -> PgReviewStore:
+    return PgReviewStore(pg_pool)
 
 
 async def test_whole_round_on_real_servers(
-    mongo_repo: MongoJobRepository,
+    pg_repo: PgJobRepository,
     minio_store: MinioBlobStore,
-    review_store: MongoReviewStore,
+    review_store: PgReviewStore,
     tmp_path: Path,
 ) -> None:
     clips = {c.name: c for c in labelled_set()}
     paths = [write_clip(clips[n].spec, tmp_path / f"{n}.mp4") for n in ("shaky", "good", "black")]
     job_id = random_id("job")
     job = await job_with_candidates(minio_store, job_id, paths)
-    await mongo_repo.create(job)
+    await pg_repo.create(job)
     sent = RecordingPublisher()
     pipeline = QcPipeline(
-        repo=mongo_repo,
+        repo=pg_repo,
         blobs=minio_store,
         reviews=review_store,
         publish=sent,
@@ -68,11 +58,12 @@ async def test_whole_round_on_real_servers(
         )
         await pipeline.on_candidate_stored(event)
         await pipeline.on_candidate_stored(event)  # redelivered
-    done = await mongo_repo.get(job_id)
+    done = await pg_repo.get(job_id)
     assert done is not None
     assert done.state is JobState.COMPLETED
     assert done.picked_attempt == "att1"
-    (completed,) = sent.on(Topic.JOBS_FINISHED)
+    assert sent.on(Topic.JOBS_FINISHED) == []  # not sent aside: stored with the completion
+    (completed,) = [e for t, e in await pg_outbox(pg_repo.pool, job_id) if t == "jobs-finished"]
     assert isinstance(completed, JobCompleted)
 
     queued = await review_store.find("demo", ReviewStatus.PENDING)
@@ -80,7 +71,7 @@ async def test_whole_round_on_real_servers(
     assert await review_store.find("other") == []
     assert not await review_store.add(queued[0]), "unique per (job, attempt)"
 
-    desk = ReviewDesk(repo=mongo_repo, reviews=review_store, publish=sent)
+    desk = ReviewDesk(repo=pg_repo, reviews=review_store, publish=sent)
     shaky = next(r for r in queued if r.attempt_id == "att0")
     decided = await desk.decide("demo", shaky.review_id, ReviewStatus.REJECTED, "wobbly camera")
     assert decided.refinement is not None

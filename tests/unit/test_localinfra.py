@@ -3,19 +3,31 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import os
 import shutil
+import signal
 import socket
 import struct
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
-from deploy.localinfra import commands, health, kafka, lifecycle, procs
-from deploy.localinfra.config import REPO_ROOT, Layout, endpoint_env, external_value
+from deploy.localinfra import commands, health, kafka, lifecycle, postgres, procs
+from deploy.localinfra.config import (
+    ENDPOINTS,
+    REPO_ROOT,
+    Layout,
+    bad_endpoint,
+    endpoint_env,
+    external_value,
+    redacted,
+)
 from deploy.localinfra.errors import InfraError
 from deploy.localinfra.registry import resolve
 from deploy.localinfra.spec import ServerSpec, has_stamp, write_stamp
@@ -157,10 +169,11 @@ def test_hello_is_an_op_msg_and_ok_reply_is_recognised() -> None:
 
 
 def test_names_resolve_in_start_order_and_unknown_names_fail() -> None:
-    assert [s.name for s in resolve([])] == ["kafka", "mongodb", "minio", "prometheus"]
+    names = [s.name for s in resolve([])]
+    assert names == ["kafka", "postgres", "mongodb", "minio", "prometheus"]
     assert [s.name for s in resolve(["minio", "kafka"])] == ["kafka", "minio"]
     with pytest.raises(InfraError, match="unknown server"):
-        resolve(["postgres"])
+        resolve(["redis"])
 
 
 def test_install_stamp_is_keyed_by_version(tmp_path: Path) -> None:
@@ -216,7 +229,7 @@ def test_prometheus_local_config_is_valid() -> None:
 
 def test_cli_error_is_one_line_without_traceback(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "deploy.localinfra", "up", "postgres"],
+        [sys.executable, "-m", "deploy.localinfra", "up", "redis"],
         cwd=REPO_ROOT,
         env={**os.environ, "REELFORGE_CACHE": str(tmp_path)},
         capture_output=True,
@@ -225,5 +238,233 @@ def test_cli_error_is_one_line_without_traceback(tmp_path: Path) -> None:
         check=False,
     )
     assert result.returncode == 1
-    assert result.stderr.startswith("error: unknown server(s): postgres")
+    assert result.stderr.startswith("error: unknown server(s): redis")
     assert "Traceback" not in result.stderr
+
+
+# --- postgres: the job store ---------------------------------------------------------------
+
+
+def _settings(argv: list[str]) -> dict[str, str]:
+    return dict(argv[i + 1].split("=", 1) for i, arg in enumerate(argv) if arg == "-c")
+
+
+def test_postgres_endpoint_is_the_job_store_uri_and_the_spec_address() -> None:
+    assert ENDPOINTS["postgres"][0] == "JOB_STORE_URI"
+    ours = "postgresql://postgres@127.0.0.1:15432/reelforge"
+    assert endpoint_env({})["JOB_STORE_URI"] == ours
+    assert postgres.SPEC.address == ours
+    assert postgres.SPEC.port == 15432
+    assert external_value("postgres", {"JOB_STORE_URI": ours}) is None
+    assert external_value("postgres", {"JOB_STORE_URI": "postgresql://db/x"}) == "postgresql://db/x"
+
+
+def test_postgres_as_root_runs_as_the_postgres_user_in_a_cluster_keyed_by_the_cache(
+    tmp_path: Path,
+) -> None:
+    one = postgres.cluster(Layout(tmp_path / "a"), as_root=True)
+    assert one == postgres.cluster(Layout(tmp_path / "a"), as_root=True)  # stable
+    assert one.home != postgres.cluster(Layout(tmp_path / "b"), as_root=True).home
+    assert one.home.parent == Path("/var/lib/reelforge")
+    assert one.home.name.startswith("postgres-")
+    assert one.user == "postgres"
+    assert (one.data, one.socket_dir) == (one.home / "data", one.home / "socket")
+    mine = postgres.cluster(Layout(tmp_path / "a"), as_root=False)
+    assert (mine.home, mine.user) == (tmp_path / "a" / "data" / "postgres", None)
+    assert not (tmp_path / "a").exists()  # no side effects
+
+
+def test_postgres_command_is_the_foreground_postmaster_on_loopback(tmp_path: Path) -> None:
+    layout = Layout(tmp_path)
+    home = postgres.cluster(layout, as_root=True).home
+    argv = postgres.command(layout, as_root=True)
+    assert argv[:5] == [
+        "/usr/lib/postgresql/15/bin/postgres",
+        "-D",
+        str(home / "data"),
+        "-p",
+        "15432",
+    ]
+    settings = _settings(argv)
+    assert settings["listen_addresses"] == "127.0.0.1"
+    assert settings["unix_socket_directories"] == str(home / "socket")
+    assert settings["max_connections"] == "200"
+    assert settings["shared_buffers"] == "256MB"
+    assert settings["fsync"] == "on"
+    assert settings["synchronous_commit"] == "on"
+    assert settings["logging_collector"] == "off"  # stderr -> run/postgres.log
+    mine = postgres.command(layout, as_root=False)
+    assert mine[2] == str(tmp_path / "data" / "postgres" / "data")
+
+
+def test_postgres_stops_fast_and_runs_in_a_directory_its_user_can_enter(tmp_path: Path) -> None:
+    assert postgres.SPEC.stop_signal == signal.SIGINT  # fast shutdown, not "smart" (SIGTERM)
+    layout = Layout(tmp_path)
+    assert postgres.SPEC.workdir(layout) == postgres.cluster(layout).home
+    assert postgres.SPEC.run_as() == ("postgres" if os.geteuid() == 0 else None)
+
+
+def test_postgres_cluster_is_an_orphan_once_its_cache_no_longer_links_it(tmp_path: Path) -> None:
+    home = tmp_path / "clusters" / "postgres-abc"
+    home.mkdir(parents=True)
+    assert not postgres.is_orphan(home)  # no cache-root file: never ours to remove
+    cache = tmp_path / "cache"
+    (home / "cache-root").write_text(f"{cache}\n")
+    assert postgres.is_orphan(home)  # the cache (or its data/postgres) is gone
+    (cache / "data").mkdir(parents=True)
+    (cache / "data" / "postgres").symlink_to(home)
+    assert not postgres.is_orphan(home)
+    (cache / "data" / "postgres").unlink()
+    (cache / "data" / "postgres").symlink_to(tmp_path / "clusters" / "postgres-other")
+    assert postgres.is_orphan(home)
+
+
+def test_postmaster_counts_as_running_only_while_its_pid_serves_that_data_dir(
+    tmp_path: Path,
+) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    assert not postgres.postmaster_running(data)
+    argv = [sys.executable, "-c", "import time; time.sleep(30)", "-D", str(data)]
+    process = procs.start(argv, {}, tmp_path / "x.log", cwd=tmp_path)  # returns once exec'd
+    try:
+        (data / "postmaster.pid").write_text(f"{process.pid}\n{data}\n")
+        assert postgres.postmaster_running(data)
+        (data / "postmaster.pid").write_text(f"{os.getpid()}\n{data}\n")  # some other process
+        assert not postgres.postmaster_running(data)
+    finally:
+        process.kill()
+        process.wait()
+
+
+def test_malformed_job_store_uri_is_a_one_line_error_with_the_password_masked(
+    tmp_path: Path,
+) -> None:
+    assert bad_endpoint("postgres", "postgresql://u:pw@db:5432/x") is None
+    assert bad_endpoint("postgres", "postgres://db/x") is None
+    assert bad_endpoint("kafka", "anything") is None
+    assert redacted("postgresql://u:pw@db:5432/x") == "postgresql://u:***@db:5432/x"
+    assert redacted("postgresql://u@db/x") == "postgresql://u@db/x"
+    result = subprocess.run(
+        [sys.executable, "-m", "deploy.localinfra", "up", "postgres"],
+        cwd=REPO_ROOT,
+        env={
+            **os.environ,
+            "REELFORGE_CACHE": str(tmp_path),
+            "JOB_STORE_URI": "mongodb://u:pw@db:27017/",
+        },
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert result.stderr == (
+        "error: postgres: JOB_STORE_URI=mongodb://u:***@db:27017/ is not a postgresql:// URL "
+        "(unset it to use postgresql://postgres@127.0.0.1:15432/reelforge)\n"
+    )
+    assert not (tmp_path / "run").exists()  # refused before anything was touched
+
+
+def test_pg_startup_message_is_protocol_3_with_user_and_database() -> None:
+    message = health.encode_pg_startup("postgres", "reelforge")
+    length, protocol = struct.unpack_from("!ii", message)
+    assert (length, protocol) == (len(message), 196608)
+    assert b"\x00user\x00postgres\x00database\x00reelforge\x00" in message
+    assert message.endswith(b"\x00\x00")
+
+
+def test_pg_session_is_ready_only_after_authentication_ok_then_ready_for_query() -> None:
+    auth_ok = (b"R", b"\x00\x00\x00\x00")
+    ready = (b"Z", b"I")
+    assert health.pg_session_ready([auth_ok]) is None
+    assert health.pg_session_ready([auth_ok, (b"S", b"a\x00b\x00"), (b"K", b"12345678"), ready])
+    assert health.pg_session_ready([(b"E", b"SFATAL\x00C57P03\x00\x00")]) is False  # starting up
+    assert health.pg_session_ready([(b"R", b"\x00\x00\x00\x0a")]) is False  # SASL: not trust
+    assert health.pg_session_ready([ready]) is False
+
+
+def _fake_postgres(replies: bytes) -> tuple[int, threading.Thread, list[bytes]]:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    received: list[bytes] = []
+
+    def serve() -> None:
+        with listener, listener.accept()[0] as conn:
+            received.append(conn.recv(4096))
+            conn.sendall(replies)
+            conn.settimeout(2)
+            with contextlib.suppress(OSError):
+                received.append(conn.recv(4096))
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return int(listener.getsockname()[1]), thread, received
+
+
+def _pg_message(kind: bytes, payload: bytes) -> bytes:
+    return kind + struct.pack("!i", len(payload) + 4) + payload
+
+
+def test_postgres_ready_speaks_the_startup_protocol_and_terminates_politely() -> None:
+    replies = (
+        _pg_message(b"R", b"\x00\x00\x00\x00")
+        + _pg_message(b"S", b"server_version\x0015.18\x00")
+        + _pg_message(b"K", b"\x00\x00\x00\x01\x00\x00\x00\x02")
+        + _pg_message(b"Z", b"I")
+    )
+    port, thread, received = _fake_postgres(replies)
+    assert health.postgres_ready("127.0.0.1", port, "postgres", "reelforge")
+    thread.join(5)
+    assert received[0] == health.encode_pg_startup("postgres", "reelforge")
+    assert received[1] == b"X\x00\x00\x00\x04"  # Terminate
+
+
+def test_postgres_that_is_starting_up_or_absent_is_not_ready() -> None:
+    starting = _pg_message(b"E", b"SFATAL\x00C57P03\x00Mthe database system is starting up\x00\x00")
+    port, thread, _ = _fake_postgres(starting)
+    assert not health.postgres_ready("127.0.0.1", port, "postgres", "reelforge")
+    thread.join(5)
+    assert not health.postgres_ready("127.0.0.1", _free_port(), "postgres", "reelforge")
+
+
+def test_stop_sends_the_specs_signal_first(tmp_path: Path) -> None:
+    """A process that ignores SIGTERM still stops at once when the spec's signal is SIGINT."""
+    code = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(30)"
+    argv = [sys.executable, "-c", code]
+    process = procs.start(argv, {}, tmp_path / "x.log", cwd=tmp_path)
+    try:
+        record = procs.PidRecord(process.pid, argv, "v", "addr", 0.0)
+        began = time.monotonic()
+        assert procs.stop(record, timeout=20.0, sig=signal.SIGINT)
+        assert time.monotonic() - began < 10  # no SIGKILL fallback needed
+    finally:
+        process.kill()
+        process.wait()
+
+
+def test_credentials_name_the_users_ids_and_unknown_users_fail() -> None:
+    creds = procs.credentials("root")
+    assert (creds["user"], creds["group"]) == (0, 0)
+    with pytest.raises(InfraError, match="no system user 'no-such-user-here'"):
+        procs.credentials("no-such-user-here")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching user needs root")
+def test_server_started_as_another_user_keeps_its_exact_cmdline(tmp_path: Path) -> None:
+    try:
+        uid = procs.credentials("postgres")["user"]
+    except InfraError:
+        pytest.skip("no postgres system user")
+    argv = ["sleep", "30"]
+    process = procs.start(argv, {}, tmp_path / "x.log", cwd=Path("/"), user="postgres")
+    try:
+        record = procs.PidRecord(process.pid, argv, "v", "addr", 0.0)
+        assert procs.is_ours(record)  # the pid is the server itself, not a runuser in between
+        status = Path(f"/proc/{process.pid}/status").read_text()
+        assert f"Uid:\t{uid}\t" in status
+        assert procs.stop(record, timeout=5.0)
+    finally:
+        process.kill()
+        process.wait()
