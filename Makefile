@@ -42,8 +42,11 @@ topics: setup
 emulator: setup
 	$(BIN)/python -m services.emulator
 
+# The demo needs no FerretDB (it only serves the MongoDB adapter's wire-level tests).
+DEMO_SERVERS := kafka postgres minio prometheus
+
 demo: setup
-	$(INFRA) up
+	$(INFRA) up $(DEMO_SERVERS)
 	$(BIN)/python -m deploy.proof
 	$(BIN)/python -m deploy.create_topics
 	$(BIN)/python -m deploy.demo
@@ -56,7 +59,7 @@ down:
 
 # The whole suite: unit, contract (fake and real adapters), integration and e2e. The servers
 # are started if they are not running, and only those this run started are stopped after.
-test: setup
+test: setup lint
 	$(INFRA) run -- $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-unit: setup

@@ -52,7 +52,7 @@ class JobStore:
         if self.pool is not None:
             self._relay = PgOutboxRelay(self.pool, send)
         else:
-            from shared.mongo_repository import MongoOutboxRelay
+            from shared.mongo_outbox import MongoOutboxRelay
 
             assert self.mongo is not None and self.database is not None
             self._relay = MongoOutboxRelay(self.mongo[self.database]["jobs"], send)

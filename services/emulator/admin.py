@@ -25,6 +25,8 @@ def task_summary(ctx: EmulatorContext, task: Any) -> dict[str, Any]:
         "start_at": task.start_at,
         "finish_at": task.natural_end,
         "expired": task.expired,
+        # The caller's own id where the contract has one (Kling's external_task_id).
+        "external_id": task.extra.get("external_task_id"),
     }
 
 
