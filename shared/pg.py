@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeAlias
 from urllib.parse import urlsplit
@@ -35,9 +36,31 @@ def redacted(uri: str) -> str:
     return parts._replace(netloc=netloc).geturl()
 
 
+def encode_json(value: Any) -> str:
+    """JSON for json/jsonb parameters. PostgreSQL's JSON has no Infinity or NaN (MongoDB's BSON
+    does): such floats are written as the strings "Infinity", "-Infinity" and "NaN", which
+    pydantic reads back into float fields."""
+    try:
+        return json.dumps(value, allow_nan=False)
+    except ValueError:
+        return json.dumps(_finite(value), allow_nan=False)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
 async def _init_connection(conn: asyncpg.Connection) -> None:
     for kind in ("json", "jsonb"):
-        await conn.set_type_codec(kind, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+        await conn.set_type_codec(
+            kind, encoder=encode_json, decoder=json.loads, schema="pg_catalog"
+        )
 
 
 async def connect_pool(

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
-from shared.events import JobCancelled, JobUpdated
 from shared.errors import ConfigurationError
+from shared.events import JobCancelled, JobUpdated
 from shared.jobs import Attempt, AttemptState, Job, JobRequest, JobState, new_job_id, now
 from shared.mongo_outbox import MongoOutboxRelay
 from shared.mongo_repository import MongoJobRepository, check_atomic_server, ferretdb_version
@@ -267,6 +269,15 @@ class JobRepositoryContract:
         )
         assert fits is not None and fits.progress == 0.5
 
+    async def test_non_finite_scores_round_trip(self, repo: JobRepository) -> None:
+        job = make_job()
+        await repo.create(job)
+        attempt = Attempt(attempt_id="a1", provider="p", model="m", qc={"audio_db": -math.inf})
+        await repo.update(job.job_id, {"attempts.a1": attempt})
+        loaded = await repo.get(job.job_id)
+        assert loaded is not None and loaded.attempts["a1"].qc is not None
+        assert float(loaded.attempts["a1"].qc["audio_db"]) == -math.inf
+
     async def test_attempts_are_updated_by_dotted_path_and_found_by_task(
         self, repo: JobRepository
     ) -> None:
@@ -403,7 +414,9 @@ class TestMongoJobRepository(JobRepositoryContract):
     strict_claims = False  # claim_one_by_one: replicas may together overshoot a limit
 
     @pytest.fixture
-    async def repo(self, mongo_repo: JobRepository, request: pytest.FixtureRequest) -> JobRepository:
+    async def repo(
+        self, mongo_repo: JobRepository, request: pytest.FixtureRequest
+    ) -> JobRepository:
         name = getattr(request.node, "originalname", request.node.name)
         if name in ATOMICITY_TESTS and await server_ferretdb_version(mongo_repo):
             pytest.skip(FERRETDB_NOT_ATOMIC)
@@ -494,7 +507,7 @@ class TestMongoJobRepository(JobRepositoryContract):
         loaded = await repo.get(job.job_id)
         assert loaded is not None and loaded.progress == 0.9
 
-    async def test_relays_running_together_publish_everything(self, repo: JobRepository) -> None:
+    async def test_relays_working_together_publish_everything(self, repo: JobRepository) -> None:
         assert isinstance(repo, MongoJobRepository)
         jobs = [make_job() for _ in range(6)]
         for job in jobs:
@@ -504,22 +517,39 @@ class TestMongoJobRepository(JobRepositoryContract):
         async def send(event: OutboxEvent) -> None:
             sent.append(event.event_id)
 
-        relays = [MongoOutboxRelay(repo.collection, send, batch=4, interval_s=0.01) for _ in range(2)]
-        tasks = [asyncio.create_task(r.run()) for r in relays]
+        relays = [MongoOutboxRelay(repo.collection, send, batch=4) for _ in range(2)]
+        for _ in range(50):  # rounds of both relays at once, until nothing is pending
+            published = await asyncio.gather(*(r.publish_once() for r in relays))
+            pending = await repo.collection.count_documents({"has_outbox": True})
+            if sum(published) == 0 and pending == 0:
+                break
+        expected = {stable_event_id(j.job_id, None, "u", 0) for j in jobs}
+        assert set(sent) == expected  # duplicates allowed: they carry the same ids
+        assert await repo.collection.count_documents({"has_outbox": True}) == 0
+
+    async def test_a_running_relay_publishes_what_is_announced(self, repo: JobRepository) -> None:
+        assert isinstance(repo, MongoJobRepository)
+        sent: list[str] = []
+
+        async def send(event: OutboxEvent) -> None:
+            sent.append(event.event_id)
+
+        relay = MongoOutboxRelay(repo.collection, send, interval_s=0.01)
+        task = asyncio.create_task(relay.run())
         try:
-            expected = {stable_event_id(j.job_id, None, "u", 0) for j in jobs}
+            job = make_job()
+            await repo.create(job)
+            await repo.update(job.job_id, {"progress": 0.3}, announce=progress_event)
+            expected = [stable_event_id(job.job_id, None, "u", 1)]
             for _ in range(500):
-                if set(sent) == expected and not await repo.collection.count_documents(
-                    {"has_outbox": True}
-                ):
+                if sent == expected and not await self.pending_event_ids(repo, job.job_id):
                     break
                 await asyncio.sleep(0.01)
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-        assert set(sent) == expected  # duplicates allowed: the same ids
-        assert await repo.collection.count_documents({"has_outbox": True}) == 0
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        assert sent == expected
+        assert await self.pending_event_ids(repo, job.job_id) == []
 
     async def test_the_server_check_matches_the_server(self, repo: JobRepository) -> None:
         assert isinstance(repo, MongoJobRepository)
@@ -543,38 +573,25 @@ def progress_event(after: Job) -> list[tuple[str, JobUpdated]]:
     return [(Topic.JOB_UPDATES, update)]
 
 
-class _FakeAdmin:
-    def __init__(self, reply: dict[str, object]) -> None:
-        self.reply = reply
-
-    async def command(self, name: str) -> dict[str, object]:
-        assert name == "buildInfo"
-        return self.reply
-
-
-class _FakeClient:
-    def __init__(self, reply: dict[str, object]) -> None:
-        self.admin = _FakeAdmin(reply)
+MONGODB_BUILD_INFO: dict[str, object] = {"version": "7.0.14", "versionArray": [7, 0, 14, 0]}
+# As FerretDB v1.24.2 answers (abridged).
+FERRETDB_V1_BUILD_INFO: dict[str, object] = {
+    "version": "7.0.42",
+    "ferretdbVersion": "v1.24.2",
+    "ferretdbFeatures": {"aggregationStages": ["$match", "$group"]},
+}
+FERRETDB_V2_BUILD_INFO: dict[str, object] = {"version": "7.0.77", "ferretdb": {"version": "v2.1.0"}}
 
 
 class TestCheckAtomicServer:
     """The decision of `check_atomic_server`, on `buildInfo` replies (no server)."""
 
-    MONGODB = {"version": "7.0.14", "versionArray": [7, 0, 14, 0], "ok": 1.0}
-    FERRETDB_V1 = {
-        "version": "7.0.42",
-        "ferretdbVersion": "v1.24.2",
-        "ferretdbFeatures": {"aggregationStages": ["$match"]},
-        "ok": 1.0,
-    }
-    FERRETDB_V2 = {"version": "7.0.77", "ferretdb": {"version": "v2.1.0"}, "ok": 1.0}
-
     async def test_mongodb_is_accepted(self) -> None:
-        await check_atomic_server(_FakeClient(self.MONGODB), allow_non_atomic=False)  # type: ignore[arg-type]
+        await check_atomic_server(fake_client(MONGODB_BUILD_INFO), allow_non_atomic=False)
 
     async def test_ferretdb_v1_is_refused_in_one_line_naming_the_setting(self) -> None:
         with pytest.raises(ConfigurationError) as raised:
-            await check_atomic_server(_FakeClient(self.FERRETDB_V1), allow_non_atomic=False)  # type: ignore[arg-type]
+            await check_atomic_server(fake_client(FERRETDB_V1_BUILD_INFO), allow_non_atomic=False)
         assert raised.value.setting == "JOB_STORE_URI"
         message = str(raised.value)
         assert "\n" not in message
@@ -582,10 +599,25 @@ class TestCheckAtomicServer:
         assert "ALLOW_NON_ATOMIC_STORE=1" in message
 
     async def test_ferretdb_is_allowed_when_explicitly_asked(self) -> None:
-        await check_atomic_server(_FakeClient(self.FERRETDB_V1), allow_non_atomic=True)  # type: ignore[arg-type]
+        await check_atomic_server(fake_client(FERRETDB_V1_BUILD_INFO), allow_non_atomic=True)
 
     async def test_other_ferretdb_versions_are_refused_too(self) -> None:
-        assert ferretdb_version(self.FERRETDB_V2) == "v2.1.0"
-        assert ferretdb_version(self.MONGODB) is None
-        with pytest.raises(ConfigurationError, match="FerretDB v2.1.0"):
-            await check_atomic_server(_FakeClient(self.FERRETDB_V2), allow_non_atomic=False)  # type: ignore[arg-type]
+        assert ferretdb_version(FERRETDB_V2_BUILD_INFO) == "v2.1.0"
+        assert ferretdb_version(FERRETDB_V1_BUILD_INFO) == "v1.24.2"
+        assert ferretdb_version(MONGODB_BUILD_INFO) is None
+        with pytest.raises(ConfigurationError, match=r"FerretDB v2\.1\.0"):
+            await check_atomic_server(fake_client(FERRETDB_V2_BUILD_INFO), allow_non_atomic=False)
+
+
+def fake_client(reply: dict[str, object]) -> Any:
+    """Just enough of AsyncMongoClient: `await client.admin.command("buildInfo")`."""
+
+    class Admin:
+        async def command(self, name: str) -> dict[str, object]:
+            assert name == "buildInfo"
+            return {**reply, "ok": 1.0}
+
+    class Client:
+        admin = Admin()
+
+    return Client()

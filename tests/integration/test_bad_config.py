@@ -3,6 +3,7 @@ no hang."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
@@ -10,6 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from pymongo import AsyncMongoClient
+
+from shared.mongo_repository import ferretdb_version
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration
@@ -52,13 +56,48 @@ def test_an_unreachable_broker_is_named() -> None:
     assert_one_line_naming(result, "KAFKA_BOOTSTRAP_SERVERS")
 
 
-def test_an_unreachable_database_is_named() -> None:
+@pytest.mark.parametrize(
+    "uri",
+    ["postgresql://postgres@127.0.0.1:1/reelforge", "mongodb://127.0.0.1:1/"],
+    ids=["postgresql", "mongodb"],
+)
+def test_an_unreachable_job_store_is_named(uri: str) -> None:
+    result = run_service(
+        "services.reconciler", JOB_STORE_URI=uri, RECONCILER_METRICS_PORT=str(free_port())
+    )
+    assert_one_line_naming(result, "JOB_STORE_URI")
+
+
+def test_a_job_store_uri_of_no_known_kind_is_named() -> None:
     result = run_service(
         "services.reconciler",
-        MONGODB_URI="mongodb://127.0.0.1:1/",
+        JOB_STORE_URI="mysql://127.0.0.1/reelforge",
         RECONCILER_METRICS_PORT=str(free_port()),
     )
-    assert_one_line_naming(result, "MONGODB_URI")
+    assert_one_line_naming(result, "JOB_STORE_URI")
+
+
+def test_a_store_that_is_not_atomic_is_refused_unless_allowed_for_local_tests() -> None:
+    """FerretDB (the local MongoDB-compatible server) double-wins conditional updates: a
+    service refuses it, with one line saying why, unless ALLOW_NON_ATOMIC_STORE is set."""
+    ferretdb = os.environ.get("MONGODB_URI", "mongodb://127.0.0.1:27117/")
+    if asyncio.run(_ferretdb_version(ferretdb)) is None:
+        pytest.skip(f"{ferretdb} is a real MongoDB (atomic): nothing to refuse")
+    result = run_service(
+        "services.reconciler", JOB_STORE_URI=ferretdb, RECONCILER_METRICS_PORT=str(free_port())
+    )
+    assert_one_line_naming(result, "JOB_STORE_URI")
+    assert "not atomic" in result.stderr
+
+
+async def _ferretdb_version(uri: str) -> str | None:
+    client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(
+        uri, serverSelectionTimeoutMS=5000
+    )
+    try:
+        return ferretdb_version(await client.admin.command("buildInfo"))
+    finally:
+        await client.close()
 
 
 def test_wrong_object_store_credentials_are_named() -> None:
