@@ -27,9 +27,15 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests.bench import common, detection_bench, pipeline_bench, poller_bench  # noqa: E402
+from tests.bench import (  # noqa: E402
+    common,
+    detection_bench,
+    pipeline_bench,
+    poller_bench,
+    store_bench,
+)
 
-ALL = ("pipeline", "detection", "poller", "storage", "qc")
+ALL = ("pipeline", "detection", "poller", "storage", "qc", "store")
 RESULTS = common.BENCH_DIR / "results.json"
 
 
@@ -79,6 +85,7 @@ RUNNERS = {
     "poller": poller_bench.run,
     "storage": run_storage,
     "qc": run_qc,
+    "store": store_bench.run,
 }
 
 
@@ -101,7 +108,10 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
             out.append((name, "NOT MEASURED", r["error"][:70], ""))
             continue
         if name == "pipeline":
-            s, f = r.get("saturation", {}), r.get("fixed_rate", {})
+            s = r.get("saturation", {})
+            history = (r.get("conditions") or {}).get("history") or {}
+            if history:
+                out.append(("pipeline", "history preloaded", f"{history.get('rows')} jobs", ""))
             out += [
                 (
                     "pipeline",
@@ -116,20 +126,23 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                     f"{fmt(s.get('overhead_s', {}).get('p99'), ' s')}",
                     "",
                 ),
-                (
-                    "pipeline",
-                    f"overhead p50 / p99 at {f.get('offered_rate_jobs_per_s')} jobs/s",
-                    f"{fmt(f.get('overhead_s', {}).get('p50'), ' s', 3)} / "
-                    f"{fmt(f.get('overhead_s', {}).get('p99'), ' s', 3)}",
-                    "p99 < 0.25 s",
-                ),
-                (
-                    "pipeline",
-                    f"completed at {f.get('offered_rate_jobs_per_s')} jobs/s",
-                    f"{f.get('completed')}/{f.get('offered_jobs')}",
-                    "",
-                ),
             ]
+            for f in r.get("fixed_rates", {}).values():
+                out += [
+                    (
+                        "pipeline",
+                        f"overhead p50 / p99 at {f.get('offered_rate_jobs_per_s')} jobs/s",
+                        f"{fmt(f.get('overhead_s', {}).get('p50'), ' s', 3)} / "
+                        f"{fmt(f.get('overhead_s', {}).get('p99'), ' s', 3)}",
+                        "p99 < 0.25 s",
+                    ),
+                    (
+                        "pipeline",
+                        f"completed at {f.get('offered_rate_jobs_per_s')} jobs/s",
+                        f"{f.get('completed')}/{f.get('offered_jobs')}",
+                        "",
+                    ),
+                ]
         elif name == "detection":
             for label in ("webhook", "polling", "naive_5s"):
                 g = r.get(label, {})
@@ -209,6 +222,8 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
                         "1.2-1.5 s, 108 MB",
                     )
                 )
+        elif name == "store":
+            out += store_bench.summary_rows(r)
         if "error" in r:
             out.append((name, "error", str(r["error"])[:70], ""))
         load = r.get("conditions", {}).get("load", {})
@@ -250,6 +265,7 @@ def main() -> int:
     pipeline_bench.add_arguments(parser)
     detection_bench.add_arguments(parser)
     poller_bench.add_arguments(parser)
+    store_bench.add_arguments(parser)
     common.add_common_arguments(parser)
     args = parser.parse_args()
     selected = [s.strip() for s in args.only.split(",") if s.strip()]

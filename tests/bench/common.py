@@ -94,39 +94,67 @@ def free_port() -> int:
 
 
 def fresh_database(kind: str) -> str:
-    return f"reelforge_bench_{kind}_{time.strftime('%Y%m%d_%H%M%S')}"
+    """A new, migrated PostgreSQL database on the job store's server for one benchmark run;
+    returns its URI (what the services get as JOB_STORE_URI)."""
+    return asyncio.run(_fresh_database(kind))
 
 
-async def drop_database(name: str) -> None:
-    from pymongo import AsyncMongoClient
-
+async def _fresh_database(kind: str) -> str:
+    from shared.pg import connect_pool, migrate
     from shared.settings import InfraSettings
+    from tests.pg_fixtures import with_database
 
-    assert name.startswith("reelforge_bench_"), name  # never drop anything else
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(InfraSettings().mongodb_uri)
+    base = InfraSettings().job_store_uri
+    name = f"reelforge_bench_{kind}_{time.strftime('%Y%m%d_%H%M%S')}"
+    admin = await _admin(base)
     try:
-        await client.drop_database(name)
+        await admin.execute(f'CREATE DATABASE "{name}"')
     finally:
-        await client.close()
+        await admin.close()
+    uri = with_database(base, name)
+    pool = await connect_pool(uri, min_size=1, max_size=2)
+    try:
+        await migrate(pool)
+    finally:
+        await pool.close()
+    return uri
 
 
-async def load_jobs(database: str, job_ids: list[str]) -> dict[str, Any]:
+async def _admin(base: str) -> Any:
+    import asyncpg
+
+    from tests.pg_fixtures import with_database
+
+    return await asyncpg.connect(with_database(base, "postgres"), timeout=10)
+
+
+async def drop_database(uri: str) -> None:
+    from urllib.parse import urlsplit
+
+    name = urlsplit(uri).path.lstrip("/")
+    assert name.startswith("reelforge_bench_"), name  # never drop anything else
+    admin = await _admin(uri)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+async def load_jobs(uri: str, job_ids: list[str]) -> dict[str, Any]:
     """Job records straight from the bench's own database (no HTTP round trip per job)."""
-    from pymongo import AsyncMongoClient
+    from shared.pg import connect_pool
+    from shared.pg_repository import PgJobRepository
 
-    from shared.repository import from_document
-    from shared.settings import InfraSettings
-
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(InfraSettings().mongodb_uri)
+    pool = await connect_pool(uri, min_size=1, max_size=4)
     out: dict[str, Any] = {}
     try:
-        coll = client[database]["jobs"]
-        for i in range(0, len(job_ids), 500):
-            async for doc in coll.find({"_id": {"$in": job_ids[i : i + 500]}}):
-                job = from_document(doc)
+        repo = PgJobRepository(pool)
+        for job_id in job_ids:
+            job = await repo.get(job_id)
+            if job is not None:
                 out[job.job_id] = job
     finally:
-        await client.close()
+        await pool.close()
     return out
 
 

@@ -275,7 +275,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     load = common.wait_for_low_load(args.load_threshold, args.load_wait_s, "detection")
     database = common.fresh_database("detection")
     env = {
-        "MONGODB_DATABASE": database,
+        "JOB_STORE_URI": database,
         "EMULATOR_RENDER_SCALE": "0.25",
         "EMULATOR_QUEUE_SECONDS": "0.5",
         "EMULATOR_RUNWAY_CONCURRENCY": "100",

@@ -1,7 +1,8 @@
 """Pipeline benchmark: end-to-end throughput and per-job overhead with an instant emulator.
 
 The whole stack runs as processes (emulator, intake, dispatcher, one poller per provider,
-storage, notifier, reconciler, qc) on the real Kafka, FerretDB and MinIO, on a fresh database.
+storage, notifier, reconciler, qc) on the real Kafka, PostgreSQL and MinIO, on a fresh database
+(optionally preloaded with `--history` finished jobs, as a store that has run for a while).
 Jobs go to one provider (OpenAI on the emulator: 4 s clips, rendered at 320x180, the same
 prompt so the emulator encodes the clip once and every job re-hosts and probes its own copy).
 
@@ -9,7 +10,8 @@ Phases (same stack, one after the other, in the order of --phases):
   saturation: CONCURRENCY closed-loop clients for WARMUP_S + WINDOW_S -> jobs/s sustained,
               counted as `reelforge.job.completed` events (of any job of this run) received
               within the WINDOW_S window, then a bounded drain of what is still in flight
-  fixed:      jobs submitted open-loop at RATE jobs/s for FIXED_S seconds -> overhead p50/p99
+  fixed:      jobs submitted open-loop at each of RATES jobs/s for FIXED_S seconds -> overhead
+              p50/p99 per rate
 
 Overhead of one job (printed with the results):
   overhead = t_completed - job.created_at - provider_time
@@ -22,7 +24,8 @@ Overhead of one job (printed with the results):
 Breakdown: intake+dispatch = attempt.submitted_at - created_at; detection = attempt.finished_at
 (poller saw success) - attempt.submitted_at; storage+complete = t_completed - attempt.finished_at.
 
-    python -m tests.bench.pipeline_bench [--rate 20 --fixed-s 30 --concurrency 150 --window-s 60]
+    python -m tests.bench.pipeline_bench [--rates 20,50 --fixed-s 30 --concurrency 150
+                                          --window-s 60 --history 100000]
 """
 
 from __future__ import annotations
@@ -243,13 +246,11 @@ async def measure(args: argparse.Namespace, database: str) -> dict[str, Any]:
                 flush=True,
             )
 
-            async def run_fixed() -> None:
+            async def run_fixed(rate: float) -> None:
                 stats0 = await common.emulator_stats(client)
                 fixed = Submitter(client, collector, tag)
-                print(
-                    f"[pipeline] fixed load {args.rate} jobs/s for {args.fixed_s} s ...", flush=True
-                )
-                f = await fixed_rate(fixed, args.rate, args.fixed_s, args.drain_s)
+                print(f"[pipeline] fixed load {rate} jobs/s for {args.fixed_s} s ...", flush=True)
+                f = await fixed_rate(fixed, rate, args.fixed_s, args.drain_s)
                 stats1 = await common.emulator_stats(client)
                 jobs = await common.load_jobs(database, f["ids"])
                 f.update(overheads(jobs, collector, fixed.submitted, provider_time))
@@ -264,11 +265,11 @@ async def measure(args: argparse.Namespace, database: str) -> dict[str, Any]:
                     2,
                 )
                 del f["ids"]
-                out["fixed_rate"] = {"offered_rate_jobs_per_s": args.rate, **f}
-                print(
-                    f"[pipeline] fixed load: {json.dumps(out['fixed_rate']['overhead_s'])}",
-                    flush=True,
-                )
+                out.setdefault("fixed_rates", {})[f"{rate:g}"] = {
+                    "offered_rate_jobs_per_s": rate,
+                    **f,
+                }
+                print(f"[pipeline] fixed load {rate}: {json.dumps(f['overhead_s'])}", flush=True)
 
             async def run_saturation() -> None:
                 sat = Submitter(client, collector, tag)
@@ -295,15 +296,73 @@ async def measure(args: argparse.Namespace, database: str) -> dict[str, Any]:
                     flush=True,
                 )
 
-            phases = {"fixed": run_fixed, "saturation": run_saturation}
+            rates = [float(r) for r in str(args.rates).split(",") if r.strip()]
             for i, phase in enumerate(args.phases.split(",")):
                 if i:
                     await asyncio.sleep(3)
-                await phases[phase.strip()]()
+                if phase.strip() == "saturation":
+                    await run_saturation()
+                    continue
+                for k, rate in enumerate(rates):
+                    if k:
+                        await asyncio.sleep(3)
+                    await run_fixed(rate)
             out["duplicate_outcome_events"] = collector.duplicates
     finally:
         await collector.stop()
     return out
+
+
+async def preload_history(uri: str, n: int) -> dict[str, Any]:
+    """`n` finished jobs (completed, failed, cancelled; half of them the bench tenant's), each
+    with a recorded provider task, written server-side in one statement each, then ANALYZE."""
+    from shared.jobs import Attempt, AttemptState, Job, JobRequest, JobState, StoredVideo
+    from shared.pg import connect_pool
+    from shared.pg_repository import _doc_of
+    from shared.providers.base import TaskRef
+
+    task = TaskRef(provider=PROVIDER, model="sora-2", task_id="history")
+    video = StoredVideo(bucket="b", object_key="k.mp4", sha256="0" * 64, size_bytes=1)
+    attempt = Attempt(
+        attempt_id="c0-0", provider=PROVIDER, model="sora-2", state=AttemptState.STORED, task=task
+    )
+    template = Job(
+        job_id="template",
+        tenant_id="demo",
+        request=JobRequest(**job_body("history")),
+        state=JobState.COMPLETED,
+        attempts={"c0-0": attempt},
+        result=video,
+        picked_attempt="c0-0",
+        progress=1.0,
+    )
+    started = time.monotonic()
+    pool = await connect_pool(uri, min_size=1, max_size=2)
+    try:
+        await pool.execute(
+            "INSERT INTO jobs (id, tenant_id, state, version, idem, active_provider, slots,"
+            " created_at, updated_at, doc)"
+            " SELECT 'job_hist_' || g, CASE WHEN g % 2 = 0 THEN 'demo' ELSE 'other' END,"
+            " (ARRAY['completed', 'failed', 'cancelled'])[1 + g % 3], 9, 'job_hist_' || g,"
+            " $3, 1, now() - interval '2 days' + g * interval '1 ms',"
+            " now() - interval '2 days' + g * interval '1 ms', $1::jsonb"
+            " FROM generate_series(1, $2) AS g",
+            _doc_of(template),
+            n,
+            PROVIDER,
+        )
+        await pool.execute(
+            "INSERT INTO job_tasks (provider, task_id, job_id)"
+            " SELECT $2, 'hist-' || g, 'job_hist_' || g FROM generate_series(1, $1) AS g",
+            n,
+            PROVIDER,
+        )
+        await pool.execute("ANALYZE")
+        rows = await pool.fetchval("SELECT count(*) FROM jobs")
+    finally:
+        await pool.close()
+    print(f"[pipeline] preloaded {n} finished jobs in {time.monotonic() - started:.1f} s")
+    return {"finished_jobs": n, "rows": rows, "seconds": round(time.monotonic() - started, 1)}
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -312,7 +371,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     load = common.wait_for_low_load(args.load_threshold, args.load_wait_s, "pipeline")
     database = common.fresh_database("pipeline")
     env = {
-        "MONGODB_DATABASE": database,
+        "JOB_STORE_URI": database,
         "EMULATOR_QUEUE_SECONDS": "0",
         "EMULATOR_RENDER_SCALE": "0.25",
         "EMULATOR_OPENAI_POLL_AFTER_MS": "0",
@@ -326,6 +385,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for key in ("POLLER_EXPECTED_RENDER_S", "DISPATCHER_EXPECTED_RENDER_S"):
             if key in spec.env:
                 spec.env[key] = EXPECTED_RENDER_S
+    history = asyncio.run(preload_history(database, args.history)) if args.history else None
     run_dir = common.BENCH_DIR / f"run-{time.strftime('%Y%m%d-%H%M%S')}-pipeline"
     stack = common.start_stack("pipeline", specs, env, run_dir, args.port_wait_s)
     try:
@@ -337,19 +397,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     result["conditions"] = {
         "load": load,
         "database": database,
+        "history": history,
         "provider": PROVIDER,
         "clip": "4 s, 320x180 (720p x 0.25), AAC",
         "env": env,
         "expected_render_s (poller, dispatcher)": EXPECTED_RENDER_S,
         "logs": str(run_dir),
-        "note": "whole stack + Kafka + FerretDB + MinIO + this client on the same 2-core machine",
+        "note": "whole stack + Kafka + PostgreSQL + MinIO + this client on the same 2-core machine",
     }
     return result
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("pipeline")
-    g.add_argument("--rate", type=float, default=20.0, help="fixed offered load, jobs/s")
+    g.add_argument("--rates", default="20,50", help="fixed offered loads, jobs/s (comma list)")
+    g.add_argument(
+        "--history", type=int, default=0, help="finished jobs preloaded before measuring"
+    )
     g.add_argument("--fixed-s", type=float, default=30.0, help="seconds of fixed load")
     g.add_argument("--concurrency", type=int, default=150, help="closed-loop clients (saturation)")
     g.add_argument("--warmup-s", type=float, default=10.0)

@@ -111,24 +111,20 @@ async def create_tasks(client: Any, base: str, n: int, concurrency: int) -> list
 
 
 async def insert_jobs(database: str, task_ids: list[str]) -> None:
-    from pymongo import AsyncMongoClient
-
     from shared.jobs import Attempt, AttemptState, Job, JobRequest, JobState, new_job_id, now
-    from shared.mongo_repository import MongoJobRepository
+    from shared.pg import connect_pool
+    from shared.pg_repository import PgJobRepository
     from shared.providers.base import TaskRef
-    from shared.repository import to_document
-    from shared.settings import InfraSettings
 
     rng = random.Random(5)
-    client: Any = AsyncMongoClient(InfraSettings().mongodb_uri)
+    pool = await connect_pool(database, min_size=1, max_size=8)
     try:
-        repo = MongoJobRepository.from_client(client, database)
-        await repo.ensure_indexes()
+        repo = PgJobRepository(pool)
         request = JobRequest(
             prompt="poller bench", duration_s=5, policy="explicit", provider="kling"
         )
         at = now()
-        docs = []
+        jobs: list[Job] = []
         for task_id in task_ids:
             submitted = at - timedelta(seconds=rng.uniform(0, 300))
             attempt = Attempt(
@@ -154,11 +150,19 @@ async def insert_jobs(database: str, task_ids: list[str]) -> None:
                 updated_at=submitted,
                 deadline_at=at + timedelta(hours=3),
             )
-            docs.append(to_document(job))
-        for i in range(0, len(docs), 1000):
-            await client[database]["jobs"].insert_many(docs[i : i + 1000])
+            jobs.append(job)
+        gate = asyncio.Semaphore(8)
+
+        async def one(job: Job) -> None:
+            async with gate:
+                await repo.create(job)
+                task = job.attempts["a1"].task
+                assert task is not None
+                await repo.update(job.job_id, {}, index_task=(task.provider, task.task_id))
+
+        await asyncio.gather(*(one(job) for job in jobs))
     finally:
-        await client.close()
+        await pool.close()
 
 
 def log_count(path: Path, needle: str) -> int:
@@ -211,7 +215,7 @@ async def measure(args: argparse.Namespace, database: str, run_dir: Path) -> dic
                 {
                     "POLLER_PROVIDER": "kling",
                     "POLLER_METRICS_PORT": str(metrics_port),
-                    "MONGODB_DATABASE": database,
+                    "JOB_STORE_URI": database,
                     "KLING_BASE_URL": f"{emu_base}/kling",
                 },
                 run_dir / "poller-kling.log",

@@ -1,5 +1,5 @@
 """Storage on the real servers: a real MP4 served over local HTTP is re-hosted into MinIO by
-the handler, with the job in the MongoDB-compatible server and the real FFmpeg probe."""
+the handler, with the job in the job store (PostgreSQL) and the real FFmpeg probe."""
 
 from __future__ import annotations
 
@@ -20,9 +20,10 @@ from services.storage.rehost import Rehoster
 from shared.blobstore import MinioBlobStore
 from shared.jobs import AttemptState, JobState
 from shared.metrics import ServiceMetrics
-from shared.mongo_repository import MongoJobRepository
+from shared.pg_repository import PgJobRepository
 from shared.providers.base import TaskRef, VideoOutput
 from shared.topics import Topic
+from tests.fakes import pg_outbox
 from tests.unit.test_media import make_mp4
 from tests.unit.test_storage_fakes import FakeProvider, RecordingPublisher, make_job, succeeded
 
@@ -69,16 +70,16 @@ class HttpProvider(FakeProvider):
 
 
 async def test_rehosts_a_real_mp4_into_minio_with_checksum_probe_and_thumbnail(
-    mongo_repo: MongoJobRepository, minio_store: MinioBlobStore, served_mp4: tuple[str, bytes]
+    pg_repo: PgJobRepository, minio_store: MinioBlobStore, served_mp4: tuple[str, bytes]
 ) -> None:
     url, data = served_mp4
     job = make_job()
-    await mongo_repo.create(job)
+    await pg_repo.create(job)
     provider = HttpProvider(url)
     metrics = ServiceMetrics(CollectorRegistry(), "storage")
     published = RecordingPublisher()
     ctx = StorageContext(
-        repo=mongo_repo,
+        repo=pg_repo,
         rehoster=Rehoster(minio_store, metrics),
         providers={"openai": provider},
         publish=published,
@@ -93,7 +94,7 @@ async def test_rehosts_a_real_mp4_into_minio_with_checksum_probe_and_thumbnail(
     assert hashlib.sha256(stored).hexdigest() == hashlib.sha256(data).hexdigest()
     thumb = b"".join([c async for c in minio_store.get_stream(keys.thumbnail)])
     assert thumb[:3] == b"\xff\xd8\xff"
-    done = await mongo_repo.get(job.job_id)
+    done = await pg_repo.get(job.job_id)
     assert done is not None
     assert done.state is JobState.COMPLETED
     assert done.attempts["a1"].state is AttemptState.STORED
@@ -104,6 +105,11 @@ async def test_rehosts_a_real_mp4_into_minio_with_checksum_probe_and_thumbnail(
     assert (video.width, video.height, video.codec, video.has_audio) == (320, 180, "h264", True)
     assert video.fps == pytest.approx(24.0)
     assert video.duration_s == pytest.approx(3.0, abs=0.2)
-    finished = published.on(Topic.JOBS_FINISHED)
-    assert len(finished) == 2
-    assert finished[0].id == finished[1].id
+    # The completion went into the outbox with the job's last write; the redelivery re-sent
+    # the same event, under the same id.
+    stored_events = [
+        e for t, e in await pg_outbox(pg_repo.pool, job.job_id) if t == "jobs-finished"
+    ]
+    resent = published.on(Topic.JOBS_FINISHED)
+    assert len(stored_events) == 1 and len(resent) == 1
+    assert stored_events[0].id == resent[0].id
