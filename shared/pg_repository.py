@@ -181,7 +181,15 @@ class PgJobRepository:
         candidates fit in the provider's free slots; one transaction per provider. Replicas
         serialize on the provider's slot row; queued rows another replica holds are skipped."""
         claimed: list[Job] = []
+        rows = await self._pool.fetch(  # only providers with something due (partial index)
+            "SELECT DISTINCT active_provider FROM jobs WHERE state = 'queued'"
+            " AND (not_before IS NULL OR not_before <= $1)",
+            at,
+        )
+        waiting = {r["active_provider"] for r in rows}
         for provider, limit in limits.items():
+            if provider not in waiting:
+                continue
             async with self._pool.acquire() as conn, conn.transaction():
                 await conn.execute(
                     "INSERT INTO provider_slots (provider) VALUES ($1) ON CONFLICT DO NOTHING",

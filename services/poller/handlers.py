@@ -298,7 +298,14 @@ async def _finish_succeeded(deps: PollerDeps, task: Tracked, status: TaskStatus)
         await _job_ended(deps, task)
         return
     render = logic.seconds_between(task.submitted_at, at)
-    deps.render_times.observe(task.ref.model, render)
+    # The task finished after the previous look and before this one: learn the middle, not
+    # this poll's time, or the poller's own lag feeds back into its schedule (a late poll
+    # would teach a longer render, which delays the next first polls further).
+    since = task.previous_poll_at or task.submitted_at
+    deps.render_times.observe(
+        task.ref.model,
+        logic.seconds_between(task.submitted_at, since) + (logic.seconds_between(since, at) / 2),
+    )
     deps.metrics.provider_render_seconds.labels(deps.name, task.ref.model).observe(render)
     _observe_detection(deps, task, at)
     count_inflight(deps)
