@@ -26,9 +26,10 @@ jobs table grows 10k -> 100k -> 1M rows (rows are added, never reloaded); at eac
            running <-> storing with and without `announce`; `get` by id and `find_by_task` of
            random rows of the whole table. p50/p99/max, ops/s, and CPU ms per op of this
            process and of the pool's server backends (/proc, when the server is local).
-  claims   --claim-jobs queued jobs (added on top of the size) on 4 bench providers; 8
-           concurrent claimers call `claim_queued(limits, batch, at)` with limits that never
-           bind until the queue is empty -> jobs claimed/s, claim call p50/p99. Then
+  claims   --claim-rounds times: --claim-jobs queued jobs (on top of the size) on 4 bench
+           providers; 8 concurrent claimers call `claim_queued(limits, batch, at)` with limits
+           that never bind until the queue is empty; the claimed jobs are deleted -> jobs
+           claimed/s over the claiming time, claim call p50/p99. Then
            --race-jobs queued jobs that 8 workers all try to move, in the same order, with
            `transition(job, SUBMITTING, expected=[QUEUED])` -> claims/s and winners (must
            equal the jobs; a line is printed when not).
@@ -36,7 +37,8 @@ jobs table grows 10k -> 100k -> 1M rows (rows are added, never reloaded); at eac
 
 Each operation is timed on its own with `time.perf_counter` around the repository call (so
 decoding rows into `Job`s is included). Pool of 10 connections; workers are asyncio tasks.
-Benchmarks measure; nothing here asserts a speed. The load average is recorded at each size.
+Benchmarks measure; nothing here asserts a speed. At each size, after the preload, a bounded
+wait for the load to settle (--size-wait-s); the load averages at start and end are recorded.
 
     python -m tests.bench.store_bench [--sizes 10000,100000,1000000] [--quick] [--explain]
 """
@@ -386,6 +388,7 @@ class Rows:
         state: JobState | None = None,
         provider: str | None = None,
         queued_from: datetime | None = None,
+        sample: bool = True,
     ) -> tuple[list[tuple[Any, ...]], list[tuple[str, str, str]]]:
         rnd = self.rnd
         states = (
@@ -444,8 +447,10 @@ class Rows:
             for task_provider, marker in tpl.tasks:
                 task_id = _task_id(task_provider, marker).replace(f"__{marker}__", values[marker])
                 tasks.append((task_provider, task_id, job_id))
-                self._keep(self.task_sample, (task_provider, task_id))
-            self._keep(self.id_sample, job_id)
+                if sample:
+                    self._keep(self.task_sample, (task_provider, task_id))
+            if sample:
+                self._keep(self.id_sample, job_id)
         return jobs, tasks
 
 
@@ -575,16 +580,6 @@ async def measure_claims(
 ) -> dict[str, Any]:
     now = datetime.now(UTC)
     per = args.claim_jobs // len(CLAIM_PROVIDERS)
-    for i, provider in enumerate(CLAIM_PROVIDERS):
-        jobs, tasks = rows.make(
-            per,
-            now,
-            state=JobState.QUEUED,
-            provider=provider,
-            queued_from=now - timedelta(minutes=10 - i),
-        )
-        await copy_rows(conn, jobs, tasks)
-    await conn.execute("ANALYZE jobs")
     limits = dict.fromkeys(CLAIM_PROVIDERS, BIG)
     # Warm-up: prepare the statements on every connection (no queued job of this provider).
     warm = {"claim-warm": BIG}
@@ -595,25 +590,46 @@ async def measure_claims(
     calls: list[float] = []
     claimed: list[int] = []
     empty = [0]
+    wall = 0.0
+    left = 0
 
     async def claimer() -> None:
         while True:
-            got = await timed(calls, repo.claim_queued(limits, args.claim_batch, now))
+            started = time.perf_counter()
+            got = await repo.claim_queued(limits, args.claim_batch, now)
             claimed.append(len(got))
-            if not got:
+            if not got:  # the queue is empty: the call that found nothing is not counted
                 empty[0] += 1
                 return
+            calls.append(time.perf_counter() - started)
 
-    started = time.perf_counter()
-    await asyncio.gather(*(claimer() for _ in range(WORKERS)))
-    wall = time.perf_counter() - started
+    # Rounds: queue --claim-jobs, claim them all, delete them; claims/s over the claiming time.
+    for _ in range(args.claim_rounds):
+        for i, provider in enumerate(CLAIM_PROVIDERS):
+            jobs, tasks = rows.make(
+                per,
+                now,
+                state=JobState.QUEUED,
+                provider=provider,
+                queued_from=now - timedelta(minutes=10 - i),
+                sample=False,
+            )
+            await copy_rows(conn, jobs, tasks)
+        started = time.perf_counter()
+        await asyncio.gather(*(claimer() for _ in range(WORKERS)))
+        wall += time.perf_counter() - started
+        left += await conn.fetchval(
+            "SELECT count(*) FROM jobs WHERE state = 'queued'"
+            " AND active_provider = ANY($1::text[])",
+            list(CLAIM_PROVIDERS),
+        )
+        await conn.execute(
+            "DELETE FROM jobs WHERE active_provider = ANY($1::text[])", list(CLAIM_PROVIDERS)
+        )
     total = sum(claimed)
-    left = await conn.fetchval(
-        "SELECT count(*) FROM jobs WHERE state = 'queued' AND active_provider = ANY($1::text[])",
-        list(CLAIM_PROVIDERS),
-    )
     out: dict[str, Any] = {
-        "jobs": per * len(CLAIM_PROVIDERS),
+        "jobs": per * len(CLAIM_PROVIDERS) * args.claim_rounds,
+        "rounds": args.claim_rounds,
         "claimed": total,
         "left_queued": left,
         "batch": args.claim_batch,
@@ -632,6 +648,7 @@ async def measure_claims(
         state=JobState.QUEUED,
         provider=RACE_PROVIDER,
         queued_from=now - timedelta(minutes=5),
+        sample=False,
     )
     await copy_rows(conn, jobs, tasks)
     ids = [j[0] for j in jobs]
@@ -1021,8 +1038,12 @@ async def measure(uri: str, args: argparse.Namespace) -> dict[str, Any]:
                     "rows_per_s": round(add / load_s) if load_s > 0 else None,
                     "vacuum_analyze_checkpoint_s": round(maintenance_s, 1),
                 },
-                "load_at_start": load3(),
             }
+            # Our own COPY raised the load: wait (bounded) for it, and other work, to settle.
+            r["load_wait"] = await asyncio.to_thread(
+                common.wait_for_low_load, args.load_threshold, args.size_wait_s, f"store {size:,}"
+            )
+            r["load_at_start"] = load3()
             print(
                 f"[store] {size:,}: preload {load_s:.1f} s, vacuum+checkpoint "
                 f"{maintenance_s:.1f} s; reads ...",
@@ -1125,6 +1146,13 @@ def table_lines(result: dict[str, Any]) -> list[str]:
     row(
         "preload rows added / rows/s",
         lambda r: f"{r['preload']['rows_added']:,} / {r['preload']['rows_per_s'] or 0:,}",
+    )
+    row(
+        "waited for load < threshold (s)",
+        lambda r: (
+            f"{r['load_wait']['waited_s']:.0f}"
+            + ("" if r["load_wait"]["low_load_reached"] else " (not reached)")
+        ),
     )
     row("load avg 1/5/15 at start", lambda r: loads(r["load_at_start"]))
     row("load avg 1/5/15 at end", lambda r: loads(r["load_at_end"]))
@@ -1322,6 +1350,13 @@ def add_arguments(parser: argparse.ArgumentParser, prefix: str = "store-") -> No
         help="queued jobs added for the claim phase (on top of the size, then deleted)",
     )
     g.add_argument(f"--{prefix}claim-batch", dest="claim_batch", type=int, default=10)
+    g.add_argument(
+        f"--{prefix}claim-rounds",
+        dest="claim_rounds",
+        type=int,
+        default=4,
+        help="times the claim queue is filled and emptied",
+    )
     g.add_argument(f"--{prefix}race-jobs", dest="race_jobs", type=int, default=500)
     g.add_argument(
         f"--{prefix}write-ops", dest="write_ops", type=int, default=2000, help="per kind"
@@ -1334,6 +1369,14 @@ def add_arguments(parser: argparse.ArgumentParser, prefix: str = "store-") -> No
         type=int,
         default=400,
         help="per kind, one worker (service time without queueing)",
+    )
+    g.add_argument(
+        f"--{prefix}size-wait-s",
+        dest="size_wait_s",
+        type=float,
+        default=30.0,
+        help="at each size, after the preload: max wait for the load to fall below "
+        "--load-threshold before measuring",
     )
     g.add_argument(
         f"--{prefix}load-connections",
