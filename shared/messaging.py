@@ -35,6 +35,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from shared.events import Envelope
 from shared.jobs import now
 from shared.logs import log_context, trace_id_of
+from shared.outbox import OutboxEvent
 from shared.topics import TOPICS, Topic
 
 log = logging.getLogger(__name__)
@@ -76,20 +77,10 @@ class DlqRecord:
 
 
 async def publish(broker: KafkaBroker, topic: Topic | str, event: Envelope) -> None:
-    """Publish one event keyed by its job id and wait for the broker's acknowledgement."""
-    headers = {
-        "ce_type": str(getattr(event, "type", "")),
-        "ce_id": event.id,
-        "content-type": "application/json",
-    }
-    if event.traceparent:
-        headers["traceparent"] = event.traceparent
-    await broker.publish(
-        event.model_dump_json().encode(),
-        str(topic),
-        key=event.subject.encode(),
-        headers=headers,
-    )
+    """Publish one event keyed by its job id and wait for the broker's acknowledgement (the
+    same wire form as the outbox relay's: `OutboxEvent`)."""
+    wire = OutboxEvent.of(str(topic), event)
+    await broker.publish(wire.payload, wire.topic, key=wire.key.encode(), headers=wire.headers)
 
 
 async def dead_letter(

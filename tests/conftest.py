@@ -12,9 +12,10 @@ from pymongo import AsyncMongoClient
 
 from shared.blobstore import MinioBlobStore
 from shared.mongo_repository import MongoJobRepository
-from shared.pg import Pool, connect_pool, migrate
+from shared.pg import Pool, connect_pool
 from shared.pg_repository import PgJobRepository
 from shared.settings import InfraSettings
+from tests.pg_fixtures import migrated_database
 
 
 def random_id(prefix: str) -> str:
@@ -42,31 +43,9 @@ async def mongo_repo(infra: InfraSettings) -> AsyncIterator[MongoJobRepository]:
 @pytest.fixture(scope="session")
 async def pg_database(infra: InfraSettings) -> AsyncIterator[str]:
     """A throwaway database on the job store's PostgreSQL server, migrated, for this session."""
-    import asyncpg
-
-    base = infra.job_store_uri
-    name = random_id("reelforge_test").replace("-", "_")
-    admin = await asyncpg.connect(_with_database(base, "postgres"), timeout=10)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    uri = _with_database(base, name)
-    pool = await connect_pool(uri, min_size=1, max_size=2)
-    await migrate(pool)
-    await pool.close()
+    uri, drop = await migrated_database(infra.job_store_uri)
     yield uri
-    admin = await asyncpg.connect(_with_database(base, "postgres"), timeout=10)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
-
-
-def _with_database(uri: str, database: str) -> str:
-    from urllib.parse import urlsplit
-
-    return urlsplit(uri)._replace(path=f"/{database}").geturl()
+    await drop()
 
 
 @pytest.fixture

@@ -24,13 +24,30 @@ async def _admin_execute(base_uri: str, sql: str) -> None:
         await conn.close()
 
 
-async def throwaway_database(base_uri: str) -> tuple[str, Callable[[], Awaitable[None]]]:
-    """Create `reelforge_test_<random hex>` on `base_uri`'s server (connecting to its
-    `postgres` database); return the new database's URI and an async dropper."""
-    name = f"reelforge_test_{secrets.token_hex(6)}"
+async def throwaway_database(
+    base_uri: str, name: str | None = None
+) -> tuple[str, Callable[[], Awaitable[None]]]:
+    """Create `name` (default `reelforge_test_<random hex>`) on `base_uri`'s server (connecting
+    to its `postgres` database); return the new database's URI and an async dropper."""
+    name = name or f"reelforge_test_{secrets.token_hex(6)}"
     await _admin_execute(base_uri, f'CREATE DATABASE "{name}"')
 
     async def drop() -> None:
         await _admin_execute(base_uri, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     return with_database(base_uri, name), drop
+
+
+async def migrated_database(
+    base_uri: str, name: str | None = None
+) -> tuple[str, Callable[[], Awaitable[None]]]:
+    """`throwaway_database` with the project's migrations applied."""
+    from shared.pg import connect_pool, migrate
+
+    uri, drop = await throwaway_database(base_uri, name)
+    pool = await connect_pool(uri, min_size=1, max_size=1)
+    try:
+        await migrate(pool)
+    finally:
+        await pool.close()
+    return uri, drop

@@ -96,48 +96,22 @@ def free_port() -> int:
 def fresh_database(kind: str) -> str:
     """A new, migrated PostgreSQL database on the job store's server for one benchmark run;
     returns its URI (what the services get as JOB_STORE_URI)."""
-    return asyncio.run(_fresh_database(kind))
-
-
-async def _fresh_database(kind: str) -> str:
-    from shared.pg import connect_pool, migrate
     from shared.settings import InfraSettings
-    from tests.pg_fixtures import with_database
+    from tests.pg_fixtures import migrated_database
 
-    base = InfraSettings().job_store_uri
     name = f"reelforge_bench_{kind}_{time.strftime('%Y%m%d_%H%M%S')}"
-    admin = await _admin(base)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    uri = with_database(base, name)
-    pool = await connect_pool(uri, min_size=1, max_size=2)
-    try:
-        await migrate(pool)
-    finally:
-        await pool.close()
+    uri, _ = asyncio.run(migrated_database(InfraSettings().job_store_uri, name))
     return uri
-
-
-async def _admin(base: str) -> Any:
-    import asyncpg
-
-    from tests.pg_fixtures import with_database
-
-    return await asyncpg.connect(with_database(base, "postgres"), timeout=10)
 
 
 async def drop_database(uri: str) -> None:
     from urllib.parse import urlsplit
 
+    from tests.pg_fixtures import _admin_execute
+
     name = urlsplit(uri).path.lstrip("/")
     assert name.startswith("reelforge_bench_"), name  # never drop anything else
-    admin = await _admin(uri)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    await _admin_execute(uri, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 async def load_jobs(uri: str, job_ids: list[str]) -> dict[str, Any]:

@@ -1055,14 +1055,14 @@ async def measure(uri: str, args: argparse.Namespace) -> dict[str, Any]:
             print(f"[store] {size:,}: claims ...", flush=True)
             r["claims"] = await measure_claims(repo, loader, rows, args)
             r["load_at_end"] = load3()
-            r["table"] = await table_sizes(loader)
-            results[str(size)] = r
             # The bench's own claim/race jobs leave; the relay would have emptied the outbox.
             await loader.execute(
                 "DELETE FROM jobs WHERE active_provider = ANY($1::text[])",
                 [*CLAIM_PROVIDERS, RACE_PROVIDER, "claim-warm"],
             )
             await loader.execute("DELETE FROM outbox")
+            r["table"] = await table_sizes(loader)
+            results[str(size)] = r
             if args.explain:
                 plans = {**r["reads"].get("plans", {}), **r["writes"].get("plans", {})}
                 for name, plan in plans.items():

@@ -15,12 +15,16 @@ from shared.jobs import Attempt, AttemptState, Job, JobRequest, JobState, new_jo
 from shared.mongo_outbox import MongoOutboxRelay
 from shared.mongo_repository import MongoJobRepository, check_atomic_server, ferretdb_version
 from shared.outbox import OutboxEvent, stable_event_id
+from shared.pg import connect_pool, migrate
+from shared.pg_migrations import MIGRATIONS
 from shared.pg_repository import PgJobRepository
 from shared.providers.base import TaskRef
 from shared.repository import JobRepository
+from shared.settings import InfraSettings
 from shared.topics import Topic
 from tests.conftest import random_id
 from tests.fakes import FakeJobRepository
+from tests.pg_fixtures import throwaway_database
 
 CLAIMERS = 8
 
@@ -628,3 +632,22 @@ def fake_client(reply: dict[str, object]) -> Any:
         admin = Admin()
 
     return Client()
+
+
+@pytest.mark.integration
+async def test_migrations_apply_once_in_order_even_from_replicas_starting_together(
+    infra: InfraSettings,
+) -> None:
+    uri, drop = await throwaway_database(infra.job_store_uri)
+    try:
+        pools = [await connect_pool(uri, min_size=1, max_size=1) for _ in range(3)]
+        try:
+            applied = await asyncio.gather(*(migrate(p) for p in pools))
+            assert sorted(applied, key=len)[-1] == [m.version for m in MIGRATIONS]
+            assert sorted(len(a) for a in applied) == [0, 0, len(MIGRATIONS)]
+            assert await migrate(pools[0]) == []
+        finally:
+            for p in pools:
+                await p.close()
+    finally:
+        await drop()

@@ -6,7 +6,7 @@ never share a delivery; a lease records one attempt)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 import pytest
@@ -14,36 +14,17 @@ import pytest
 from services.notifier.pg_store import PgDeliveryStore
 from services.notifier.store import AttemptLog, DeliveryState, DeliveryStore
 from shared.jobs import now
-from shared.pg import Pool, connect_pool, migrate
-from shared.pg_migrations import MIGRATIONS
-from shared.settings import InfraSettings
-from tests.pg_fixtures import throwaway_database
+from shared.pg import Pool
 from tests.unit.test_notifier_store import CONTRACT, make_delivery
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-async def delivery_db() -> AsyncIterator[str]:
-    uri, drop = await throwaway_database(InfraSettings().job_store_uri)
-    try:
-        pool = await connect_pool(uri, min_size=1, max_size=1)
-        try:
-            assert await migrate(pool) == [m.version for m in MIGRATIONS]
-            assert await migrate(pool) == [], "migrations apply once"
-        finally:
-            await pool.close()
-        yield uri
-    finally:
-        await drop()
-
-
 @pytest.fixture
-async def pool(delivery_db: str) -> AsyncIterator[Pool]:
-    pool = await connect_pool(delivery_db, min_size=1, max_size=10)
-    await pool.execute("TRUNCATE deliveries")
-    yield pool
-    await pool.close()
+async def pool(pg_pool: Pool) -> Pool:
+    """The session's migrated database (tests/conftest.py), this store's table emptied."""
+    await pg_pool.execute("TRUNCATE deliveries")
+    return pg_pool
 
 
 @pytest.fixture

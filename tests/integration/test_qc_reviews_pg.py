@@ -6,7 +6,7 @@ real server shows (concurrent deciders: one winner; concurrent refiners: one ref
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -15,36 +15,20 @@ from pymongo import AsyncMongoClient
 from services.qc.adapters import MongoReviewStore
 from services.qc.pg_reviews import PgReviewStore
 from services.qc.reviews import Refinement, ReviewStatus, ReviewStore
-from shared.pg import Pool, connect_pool, migrate
+from shared.pg import Pool
 from shared.settings import InfraSettings
 from tests.conftest import random_id
-from tests.pg_fixtures import throwaway_database
 from tests.unit.test_qc_review_store import REVIEW_CONTRACT, make_review
 
 pytestmark = pytest.mark.integration
 Check = Callable[[ReviewStore], Awaitable[None]]
 
 
-@pytest.fixture(scope="module")
-async def reviews_db() -> AsyncIterator[str]:
-    uri, drop = await throwaway_database(InfraSettings().job_store_uri)
-    try:
-        pool = await connect_pool(uri, min_size=1, max_size=1)
-        try:
-            await migrate(pool)
-        finally:
-            await pool.close()
-        yield uri
-    finally:
-        await drop()
-
-
 @pytest.fixture
-async def pool(reviews_db: str) -> AsyncIterator[Pool]:
-    pool = await connect_pool(reviews_db, min_size=1, max_size=10)
-    await pool.execute("TRUNCATE reviews")
-    yield pool
-    await pool.close()
+async def pool(pg_pool: Pool) -> Pool:
+    """The session's migrated database (tests/conftest.py), this store's table emptied."""
+    await pg_pool.execute("TRUNCATE reviews")
+    return pg_pool
 
 
 @pytest.fixture
