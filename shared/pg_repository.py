@@ -181,12 +181,14 @@ class PgJobRepository:
         candidates fit in the provider's free slots; one transaction per provider. Replicas
         serialize on the provider's slot row; queued rows another replica holds are skipped."""
         claimed: list[Job] = []
-        rows = await self._pool.fetch(  # only providers with something due (partial index)
-            "SELECT DISTINCT active_provider FROM jobs WHERE state = 'queued'"
-            " AND (not_before IS NULL OR not_before <= $1)",
+        rows = await self._pool.fetch(  # only providers with something due: one probe each
+            "SELECT p FROM unnest($2::text[]) AS p WHERE EXISTS (SELECT 1 FROM jobs"
+            " WHERE state = 'queued' AND active_provider = p"
+            " AND (not_before IS NULL OR not_before <= $1))",
             at,
+            list(limits),
         )
-        waiting = {r["active_provider"] for r in rows}
+        waiting = {r["p"] for r in rows}
         for provider, limit in limits.items():
             if provider not in waiting:
                 continue
@@ -270,9 +272,13 @@ class PgJobRepository:
         self, states: Iterable[JobState], updated_before: datetime, limit: int = 100
     ) -> list[Job]:
         """Oldest update first across all `states`, so no state starves the others."""
+        # One ordered index range per state (a single `state = ANY(...) ORDER BY updated_at`
+        # cannot read the (state, updated_at) index in order: it sorted every stale row).
         rows = await self._pool.fetch(
-            f"SELECT {_COLUMNS} FROM jobs WHERE state = ANY($1::text[]) AND updated_at < $2"
-            " ORDER BY updated_at LIMIT $3",
+            f"SELECT {_prefixed('j')} FROM unnest($1::text[]) AS s(state)"
+            f" CROSS JOIN LATERAL (SELECT {_COLUMNS} FROM jobs"
+            "   WHERE jobs.state = s.state AND updated_at < $2 ORDER BY updated_at LIMIT $3) AS j"
+            " ORDER BY j.updated_at LIMIT $3",
             [s.value for s in states],
             updated_before,
             limit,
