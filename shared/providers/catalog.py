@@ -1,8 +1,8 @@
 """Every model Reelforge can route to: capabilities, list price, lifecycle and routing scores.
 
 Prices are USD per output second at 720p, before the multipliers. Sources and confidence:
-OpenAI and Google prices are from the providers' pages; Runway and Kling prices are third-party conversions of credits/units and must be
-checked against your contract. The quality / physics / consistency scores are editorial
+OpenAI and Google prices are from the providers' pages; Runway and Kling prices are
+third-party conversions of credits/units and must be checked against your contract. The quality / physics / consistency scores are editorial
 defaults used only by the routing policies; override them per deployment.
 """
 
