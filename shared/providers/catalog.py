@@ -2,8 +2,9 @@
 
 Prices are USD per output second at 720p, before the multipliers. Sources and confidence:
 OpenAI and Google prices are from the providers' pages; Runway and Kling prices are
-third-party conversions of credits/units and must be checked against your contract. The quality / physics / consistency scores are editorial
-defaults used only by the routing policies; override them per deployment.
+third-party conversions of credits/units and must be checked against your contract. The
+quality / physics / consistency scores are editorial defaults used only by the routing
+policies; override them per deployment.
 """
 
 from __future__ import annotations
