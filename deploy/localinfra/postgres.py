@@ -265,7 +265,7 @@ def _run(target: Cluster, argv: list[str], log: Path, what: str, stdin: str = ""
         raise InfraError(
             f"postgres: {what} failed (exit {result.returncode}); see {log}\n{tail(log)}"
         )
-    return result.stdout
+    return str(result.stdout)
 
 
 def command(layout: Layout, as_root: bool | None = None) -> list[str]:
