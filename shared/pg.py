@@ -137,12 +137,3 @@ def pool_check(pool: Pool) -> Callable[[], Awaitable[None]]:
         await pool.fetchval("SELECT 1")
 
     return check
-
-
-def as_text_array(path: str) -> list[str]:
-    return path.split(".")
-
-
-def jsonb(value: Any) -> str:
-    """Already-JSON-safe values as JSON text (the codec is bypassed by explicit ::jsonb casts)."""
-    return json.dumps(value)

@@ -31,6 +31,8 @@ _COLUMNS = (
 _SETTABLE = {"state", "active_provider", "queued_at", "not_before"}
 _MANAGED = {"version", "updated_at", "created_at", "tenant_id", "job_id"}
 _IN_COLUMNS = _SETTABLE | _MANAGED
+# The states in which provider tasks may still run, as SQL (the jobs_active_provider index's).
+_ACTIVE_TASK_STATES_SQL = ", ".join(f"'{s.value}'" for s in ACTIVE_TASK_STATES)
 
 
 def _doc_of(job: Job) -> dict[str, Any]:
@@ -329,16 +331,10 @@ class PgJobRepository:
     async def with_active_tasks(self, provider: str, limit: int = 100_000) -> list[Job]:
         rows = await self._pool.fetch(
             f"SELECT {_COLUMNS} FROM jobs WHERE active_provider = $1"
-            " AND state IN ('submitting', 'running', 'storing', 'scoring') LIMIT $2",
+            f" AND state IN ({_ACTIVE_TASK_STATES_SQL}) LIMIT $2",
             provider,
             limit,
         )
-        assert {s.value for s in ACTIVE_TASK_STATES} == {
-            "submitting",
-            "running",
-            "storing",
-            "scoring",
-        }
         return [_job_of(r) for r in rows]
 
     async def inflight_slots(self) -> dict[str, int]:

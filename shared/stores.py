@@ -21,11 +21,16 @@ from shared.outbox import OutboxEvent, PgOutboxRelay
 from shared.pg import Pool, connect_pool, migrate, pool_check, redacted
 from shared.pg_repository import PgJobRepository
 from shared.repository import JobRepository
+from shared.runtime import (
+    BackgroundLoop,
+    HealthCheck,
+    ServiceProcess,
+    connect_mongo,
+    mongo_check,
+)
 from shared.settings import InfraSettings
 
 log = logging.getLogger(__name__)
-HealthCheck = Callable[[], Awaitable[None]]
-Loop = Callable[[], Awaitable[None]]
 POSTGRES_SCHEMES = ("postgresql", "postgres")
 MONGO_SCHEMES = ("mongodb", "mongodb+srv")
 
@@ -41,7 +46,7 @@ class JobStore:
     database: str | None = None
     _relay: Any = None
 
-    def relay_loop(self, broker: KafkaBroker) -> Loop:
+    def relay_loop(self, broker: KafkaBroker) -> BackgroundLoop:
         """The background loop that publishes this store's outbox through `broker`."""
 
         async def send(event: OutboxEvent) -> None:
@@ -90,7 +95,6 @@ async def open_job_store(settings: InfraSettings, *, pool_size: int = 10) -> Job
 
         return JobStore("postgresql", PgJobRepository(pool), pool_check(pool), close_pool, pool)
     from shared.mongo_repository import MongoJobRepository, check_atomic_server
-    from shared.runtime import connect_mongo, mongo_check
 
     client = await connect_mongo(settings, uri, setting="JOB_STORE_URI")
     try:
@@ -110,7 +114,7 @@ async def open_job_store(settings: InfraSettings, *, pool_size: int = 10) -> Job
     )
 
 
-def attach(store: JobStore, process: Any) -> None:
+def attach(store: JobStore, process: ServiceProcess) -> None:
     """Give a `ServiceProcess` the store's health check, its outbox relay and its close."""
     process.checks[store.kind] = store.check
     if process.broker is not None:

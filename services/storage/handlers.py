@@ -162,19 +162,12 @@ async def _finish(ctx: StorageContext, job: Job, attempt: Attempt, video: Stored
 async def _complete(ctx: StorageContext, job: Job, attempt: Attempt, video: StoredVideo) -> None:
     """Complete a single-candidate job; its outcome goes out through the outbox."""
 
-    def completed(after: Job) -> list[tuple[Topic, Envelope]]:
-        kept = after.attempts[attempt.attempt_id]
-        return [
-            (Topic.JOBS_FINISHED, logic.job_completed(after, kept, video)),
-            (Topic.JOB_UPDATES, logic.job_updated(after, JobState.COMPLETED)),
-        ]
-
     done = await ctx.repo.transition(
         job.job_id,
         JobState.COMPLETED,
         logic.completion_changes(attempt.attempt_id, video),
         expected={JobState.STORING},
-        announce=completed,
+        announce=lambda after: _completion_events(after, after.attempts[attempt.attempt_id], video),
     )
     if done is None:  # a concurrent replay completed it, or it ended: re-read and re-emit
         current = await ctx.repo.get(job.job_id)
@@ -184,11 +177,22 @@ async def _complete(ctx: StorageContext, job: Job, attempt: Attempt, video: Stor
     _count_completion(ctx, done, attempt, video)
 
 
+def _completion_events(
+    job: Job, attempt: Attempt, video: StoredVideo
+) -> list[tuple[Topic, Envelope]]:
+    """What a completed single-candidate job announces (stored with the completion; re-sent
+    under the same ids on a replay)."""
+    return [
+        (Topic.JOBS_FINISHED, logic.job_completed(job, attempt, video)),
+        (Topic.JOB_UPDATES, logic.job_updated(job, JobState.COMPLETED)),
+    ]
+
+
 async def _publish_completed(
     ctx: StorageContext, job: Job, attempt: Attempt, video: StoredVideo
 ) -> None:
-    await ctx.publish(Topic.JOBS_FINISHED, logic.job_completed(job, attempt, video))
-    await ctx.publish(Topic.JOB_UPDATES, logic.job_updated(job, JobState.COMPLETED))
+    for topic, event in _completion_events(job, attempt, video):
+        await ctx.publish(topic, event)
 
 
 def _count_completion(ctx: StorageContext, job: Job, attempt: Attempt, video: StoredVideo) -> None:
