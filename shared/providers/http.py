@@ -51,7 +51,15 @@ MAX_RAW_STRING = 512
 
 Clock = Callable[[], float]
 
-_MODERATION_WORDS = ("moderation", "safety", "content policy", "content_policy", "sensitive")
+_MODERATION_WORDS = (
+    "moderation",
+    "safety",
+    "content policy",
+    "content_policy",
+    "sensitive",
+    "usage guidelines",  # Google: "... violates Vertex AI's usage guidelines"
+    "responsible ai",
+)
 # Wording of a used-up balance. Bare "quota" is not enough: Google's per-minute 429
 # (RESOURCE_EXHAUSTED) says "check quota" and is a rate limit.
 _QUOTA_WORDS = ("insufficient_quota", "current quota", "credit", "arrears", "billing", "balance")
