@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from shared.providers.base import GenerationRequest, TaskRef, TaskState, TaskStatus, VideoProvider
-from shared.providers.errors import FailureClass, ProviderRejected
+from shared.providers.errors import FailureClass, ProviderRejected, ProviderUnavailable
 from shared.providers.registry import PROVIDER_NAMES, build_provider
 from shared.providers.settings import ProviderSettings
 from tests.contract.conftest import KLING_ACCESS_KEY, KLING_SECRET_KEY
@@ -36,6 +36,8 @@ class Case:
     unknown_task_id: str
     vertex_storage_uri: str | None = None
     extra: tuple[tuple[str, str], ...] = ()
+    # Runway says no SAFETY.* failure, output ones included, should be retried.
+    output_moderation: FailureClass = FailureClass.MODERATION_OUTPUT
 
 
 CASES = [
@@ -62,7 +64,14 @@ CASES = [
         f"{VERTEX_RESOURCE}/veo-3.1-fast-generate-001/operations/{uuid.uuid4()}",
         vertex_storage_uri="gs://reelforge-contract/veo",
     ),
-    Case("runway", "runway", "gen4.5", 2, str(uuid.uuid4())),
+    Case(
+        "runway",
+        "runway",
+        "gen4.5",
+        2,
+        str(uuid.uuid4()),
+        output_moderation=FailureClass.MODERATION_INPUT,
+    ),
     Case("kling", "kling", "kling-v3", 3, "999999999999999999", extra=(("kind", "text2video"),)),
 ]
 
@@ -125,7 +134,7 @@ async def test_a_task_renders_and_downloads_as_a_playable_mp4(
     assert abs(duration_s - case.duration_s) <= max(1.0, 0.25 * case.duration_s)
 
 
-async def test_an_output_moderation_trigger_ends_failed_as_moderation_output(
+async def test_an_output_moderation_trigger_ends_failed_as_the_providers_moderation_class(
     adapter: VideoProvider, case: Case
 ) -> None:
     ref = await adapter.submit(
@@ -134,7 +143,49 @@ async def test_an_output_moderation_trigger_ends_failed_as_moderation_output(
     status = await until_terminal(adapter, ref)
     assert status.state is TaskState.FAILED, status
     assert status.failure is not None
-    assert status.failure.failure_class is FailureClass.MODERATION_OUTPUT
+    assert status.failure.failure_class is case.output_moderation
+
+
+async def test_a_prompt_refused_by_moderation_is_moderation_input_wherever_it_surfaces(
+    adapter: VideoProvider, case: Case
+) -> None:
+    """At create (OpenAI, Google, Kling) or as a task failing at once (Runway's
+    INPUT_PREPROCESSING.SAFETY.TEXT): never a class that retries or falls back."""
+    try:
+        ref = await adapter.submit(
+            request_for(case, "A city street at night [fail:moderation_input]"), case.model
+        )
+    except ProviderRejected as exc:
+        failure_class = exc.failure_class
+    else:
+        status = await until_terminal(adapter, ref)
+        assert status.failure is not None, status
+        failure_class = status.failure.failure_class
+    assert failure_class is FailureClass.MODERATION_INPUT
+
+
+async def test_a_rate_limited_create_is_transient_with_the_providers_wait(
+    adapter: VideoProvider, case: Case
+) -> None:
+    """Google puts the wait in the body (RetryInfo.retryDelay), the others in Retry-After;
+    the emulator's default wait is 1 s."""
+    with pytest.raises(ProviderUnavailable) as caught:
+        await adapter.submit(request_for(case, "A quiet lake [fail:429]"), case.model)
+    assert caught.value.failure_class is FailureClass.RATE_LIMITED
+    assert caught.value.retry_after == 1.0
+
+
+async def test_sora_2_pro_1080p_is_accepted_by_the_strict_emulator(emulator_url: str) -> None:
+    """Main sent size=1920x1080, which the real API (and now the emulator) answers 400."""
+    case = CASES[0]
+    request = GenerationRequest(
+        prompt="A lighthouse at dusk", duration_s=4, resolution="1080p", aspect_ratio="16:9"
+    )
+    async with httpx.AsyncClient() as client:
+        adapter = build_provider("openai", settings_for(emulator_url, case), client)
+        ref = await adapter.submit(request, "sora-2-pro")
+        status = await adapter.status(ref)
+    assert status.raw["size"] == "1792x1024"
 
 
 async def test_an_unknown_task_is_not_found(adapter: VideoProvider, case: Case) -> None:
@@ -156,11 +207,8 @@ async def test_a_running_task_can_be_cancelled_where_the_provider_supports_it(
         pytest.skip(f"{case.provider} has no cancel")
     ref = await adapter.submit(request_for(case, "A slow pan over hills [render:20]"), case.model)
     assert await adapter.cancel(ref) is True
-    try:
-        state: TaskState | None = (await adapter.status(ref)).state
-    except ProviderRejected as exc:  # Runway forgets a cancelled (deleted) task
-        state = TaskState.CANCELLED if exc.failure_class is FailureClass.NOT_FOUND else None
-    assert state is TaskState.CANCELLED
+    # Runway answers a deleted task as CANCELLED (runwayml's `Cancelled` task model).
+    assert (await adapter.status(ref)).state is TaskState.CANCELLED
 
 
 def test_the_suite_covers_every_registered_provider() -> None:
