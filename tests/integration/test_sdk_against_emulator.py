@@ -203,6 +203,52 @@ def test_runway_sdk_creates_task_and_downloads_output(emulator_url: str) -> None
     assert_valid_mp4(data, 320, 180, 2.0)
 
 
+def test_runway_sdk_reads_a_deleted_task_as_cancelled(emulator_url: str) -> None:
+    import runwayml
+
+    client = runwayml.RunwayML(
+        api_key="key_emulator", base_url=f"{emulator_url}/runway", max_retries=0
+    )
+    created = client.text_to_video.create(
+        model="gen4.5", prompt_text="a heron [render:30]", ratio="720:1280", duration=3
+    )
+    client.tasks.delete(created.id)
+    task = client.tasks.retrieve(created.id)
+    assert task.status == "CANCELLED"
+    assert task.cost.credits >= 0
+
+
+def test_runway_sdk_sees_a_retired_model_refused(emulator_url: str) -> None:
+    import runwayml
+
+    client = runwayml.RunwayML(
+        api_key="key_emulator", base_url=f"{emulator_url}/runway", max_retries=0
+    )
+    with pytest.raises(runwayml.BadRequestError, match="model"):
+        client.image_to_video.create(
+            model="gen4_aleph",  # type: ignore[arg-type]
+            prompt_image="https://img.example/a.png",
+            ratio="1280:720",
+        )
+
+
+def test_openai_sdk_gets_400_for_a_size_outside_video_size(emulator_url: str) -> None:
+    import openai
+
+    client = openai.OpenAI(
+        api_key="sk-emulator", base_url=f"{emulator_url}/openai/v1", max_retries=0
+    )
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.videos.create(
+            prompt="a kite",
+            model="sora-2-pro",
+            size="1920x1080",  # type: ignore[arg-type]
+        )
+    assert caught.value.param == "size"
+    pro = client.videos.create(prompt="a kite", model="sora-2-pro", size="1792x1024")
+    assert pro.size == "1792x1024"
+
+
 def test_kling_hand_signed_jwt_creates_and_downloads(emulator_url: str, tmp_path: Path) -> None:
     now = int(time.time())
     token = jwt.encode(
