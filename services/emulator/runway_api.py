@@ -51,12 +51,12 @@ _STATUS = {
 # discriminator value.
 _GEN4_IMAGE_RATIOS = ("1280:720", "720:1280", "1104:832", "832:1104", "960:960", "1584:672")
 _VEO_RATIOS = ("1280:720", "720:1280", "1080:1920", "1920:1080")
-_TEXT_MODELS: dict[str, tuple[tuple[str, ...], tuple[int, ...]]] = {
+TEXT_MODELS: dict[str, tuple[tuple[str, ...], tuple[int, ...]]] = {
     "gen4.5": (("1280:720", "720:1280"), tuple(range(2, 11))),
     "veo3.1": (_VEO_RATIOS, (4, 6, 8)),
     "veo3.1_fast": (_VEO_RATIOS, (4, 6, 8)),
 }
-_IMAGE_MODELS: dict[str, tuple[tuple[str, ...], tuple[int, ...]]] = {
+IMAGE_MODELS: dict[str, tuple[tuple[str, ...], tuple[int, ...]]] = {
     "gen4.5": (_GEN4_IMAGE_RATIOS, tuple(range(2, 11))),
     "gen4_turbo": (_GEN4_IMAGE_RATIOS, tuple(range(2, 11))),
     "veo3.1": (_VEO_RATIOS, (4, 6, 8)),
@@ -128,7 +128,7 @@ def _validate(body: Any, image: bool) -> str | None:
         return "promptText: must be at most 1000 characters"
     if image and not body.get("promptImage"):
         return "promptImage: Required"
-    models = _IMAGE_MODELS if image else _TEXT_MODELS
+    models = IMAGE_MODELS if image else TEXT_MODELS
     known = models.get(body["model"])
     if known is None:
         expected = " | ".join(f"'{m}'" for m in models)

@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 
 from services.emulator.app import create_app
 from services.emulator.openai_api import MODELS, SECONDS, SIZES
+from services.emulator.runway_api import IMAGE_MODELS, TEXT_MODELS
 from services.emulator.settings import EmulatorSettings
 from services.emulator.tasks import FakeClock
 from shared.providers.errors import FailureClass, ProviderRejected, ProviderUnavailable
@@ -170,3 +171,27 @@ def test_gemini_file_download_redirects_to_a_signed_url_that_needs_no_key(
     assert video.headers["content-type"] == "video/mp4"
     assert client.get(location.replace("sig=", "sig=x"), follow_redirects=False).status_code == 403
     assert client.get(uri, follow_redirects=False).status_code == 403  # no key, no redirect
+
+
+@pytest.mark.parametrize("image", [False, True], ids=["text_to_video", "image_to_video"])
+def test_runway_ratio_and_duration_tables_match_the_installed_sdk(image: bool) -> None:
+    runway_types = pytest.importorskip("runwayml.types")
+    union = runway_types.ImageToVideoCreateParams if image else runway_types.TextToVideoCreateParams
+    members = {}
+    for member in typing.get_args(union):
+        hints = typing.get_type_hints(member)
+        members[typing.get_args(_literal(hints["model"]))[0]] = hints
+    for model, (ratios, durations) in (IMAGE_MODELS if image else TEXT_MODELS).items():
+        assert model in members, f"runwayml has no {model} params"
+        hints = members[model]
+        assert set(ratios) == set(typing.get_args(_literal(hints["ratio"])))
+        sdk_durations = typing.get_args(_literal(hints["duration"]))
+        if sdk_durations:  # a Literal; plain `int` fields are documented as 2-10 in prose
+            assert set(durations) == set(sdk_durations)
+
+
+def _literal(hint: object) -> object:
+    """The Literal inside Required[...] / Optional[...] wrappers."""
+    while typing.get_origin(hint) is not typing.Literal and typing.get_args(hint):
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    return hint
