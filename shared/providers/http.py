@@ -15,7 +15,7 @@ Classification of an error response (`classify_response`)::
                                 QUOTA_EXHAUSTED when a Google `QuotaFailure` violation names a
                                 per-day quota, or when the body talks about quota / credits /
                                 arrears and neither a wait nor a per-minute violation is given
-    5xx                      -> ProviderUnavailable PROVIDER_ERROR
+    5xx                      -> ProviderUnavailable PROVIDER_ERROR (retry_after as for 429)
 
 QUOTA_EXHAUSTED is raised as `ProviderRejected` because its retry advice says "not on the same
 provider"; waiting does not refill a prepaid balance.
@@ -215,6 +215,8 @@ def classify_response(response: httpx.Response, provider: str) -> ProviderError:
             retry_after = google_retry_delay(body)
         return _classify_429(text, f"{message} {code or ''}", code, body, retry_after)
     if status >= 500:
+        if retry_after is None:
+            retry_after = google_retry_delay(body)
         return ProviderUnavailable(
             FailureClass.PROVIDER_ERROR, text, provider_code=code, retry_after=retry_after
         )

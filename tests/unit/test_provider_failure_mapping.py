@@ -127,6 +127,20 @@ def test_a_google_per_day_quota_violation_is_quota_exhausted_even_with_retry_inf
     assert error.failure_class is FailureClass.QUOTA_EXHAUSTED
 
 
+def test_a_google_503_with_retry_info_waits_that_long() -> None:
+    body = {
+        "error": {
+            "code": 503,
+            "message": "The model is overloaded. Please try again later.",
+            "status": "UNAVAILABLE",
+            "details": [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "5s"}],
+        }
+    }
+    error = classify_response(httpx.Response(503, json=body), "gemini")
+    assert error.failure_class is FailureClass.PROVIDER_ERROR
+    assert error.retry_after == 5.0
+
+
 def test_google_prepayment_credits_depleted_is_quota_exhausted() -> None:
     message = "Your prepayment credits are depleted. Please go to AI Studio to manage billing."
     error = classify_response(google_429(None, None, message), "gemini")
