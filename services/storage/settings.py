@@ -13,10 +13,10 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from shared.providers.settings import ProviderSettings
-from shared.settings import ServiceSettings
+from shared.settings import EgressSettings, ServiceSettings
 
 
-class StorageSettings(ServiceSettings):
+class StorageSettings(ServiceSettings, EgressSettings):
     model_config = SettingsConfigDict(
         env_prefix="STORAGE_", extra="ignore", frozen=True, populate_by_name=True
     )
