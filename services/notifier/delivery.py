@@ -62,8 +62,15 @@ class Deliverer:
         return len(due)
 
     async def loop(self) -> None:
-        """Keep up to `batch` attempts in flight; a finished one frees its slot at once."""
+        """Keep up to `batch` attempts in flight; a finished one frees its slot at once. An
+        attempt that raises is logged; its lease runs out and a later pass retries it."""
         in_flight: set[asyncio.Task[None]] = set()
+
+        def finished(task: asyncio.Task[None]) -> None:
+            in_flight.discard(task)
+            if not task.cancelled() and task.exception() is not None:
+                log.error("webhook attempt failed: %r", task.exception())
+
         try:
             while True:
                 free = self.batch - len(in_flight)
@@ -71,26 +78,22 @@ class Deliverer:
                 for delivery in due:
                     task = asyncio.create_task(self._attempt(delivery))
                     in_flight.add(task)
-                    task.add_done_callback(in_flight.discard)
+                    task.add_done_callback(finished)
                 self.metrics.webhook_pending.set(await self.store.count_pending())
-                if len(due) < free or not free:
-                    await self._wait_for_slot(in_flight)
+                if not free or len(due) < free:
+                    await self._pause(in_flight)
         finally:
             for task in in_flight:
                 task.cancel()
             await asyncio.gather(*in_flight, return_exceptions=True)
 
-    async def _wait_for_slot(self, in_flight: set[asyncio.Task[None]]) -> None:
-        """Sleep `poll_s`, or less if an attempt finishes (its slot can take new work)."""
-        if not in_flight:
-            await asyncio.sleep(self.poll_s)
-            return
-        done, _ = await asyncio.wait(
-            set(in_flight), timeout=self.poll_s, return_when=asyncio.FIRST_COMPLETED
-        )
-        for task in done:
-            if not task.cancelled() and task.exception() is not None:
-                log.error("webhook attempt failed: %r", task.exception())
+    async def _pause(self, in_flight: set[asyncio.Task[None]]) -> None:
+        """Sleep `poll_s`, but wake as soon as an attempt frees its slot."""
+        sleeper = asyncio.ensure_future(asyncio.sleep(self.poll_s))
+        try:
+            await asyncio.wait({*in_flight, sleeper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
 
     async def _attempt(self, delivery: Delivery) -> None:
         assert delivery.lease is not None
