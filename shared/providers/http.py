@@ -32,6 +32,7 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 
 from shared import webhooks
+from shared.egress import EgressRefused
 from shared.providers.errors import (
     FailureClass,
     ProviderError,
@@ -55,9 +56,14 @@ _QUOTA_WORDS = ("insufficient_quota", "current quota", "credit", "arrears", "bil
 
 @contextlib.asynccontextmanager
 async def map_provider_errors(provider: str) -> AsyncIterator[None]:
-    """Translate httpx transport exceptions raised inside the block into `ProviderUnavailable`."""
+    """Translate httpx transport exceptions raised inside the block into `ProviderUnavailable`;
+    an egress refusal (a result URL or redirect to a non-public address) is permanent."""
     try:
         yield
+    except EgressRefused as exc:
+        raise ProviderRejected(
+            FailureClass.PROVIDER_ERROR, f"{provider}: egress refused: {exc.reason}"
+        ) from exc
     except httpx.TimeoutException as exc:
         raise ProviderUnavailable(
             FailureClass.TIMEOUT, f"{provider}: request timed out ({type(exc).__name__})"
