@@ -242,7 +242,8 @@ class HttpEdge:
     ) -> AsyncIterator[bytes]:
         """Stream a result; never buffers it. Redirects are followed by hand so that credential
         headers are dropped when the redirect leaves the original origin (httpx only strips
-        `Authorization`, not `x-goog-api-key`).
+        `Authorization`, not `x-goog-api-key`); where each hop may connect is the egress guard's
+        call (the storage client's transport), and only http(s) targets are followed.
 
         403/404/410 count as RESULT_EXPIRED when the URL is `signed_url` (it carries its own
         authorisation, so a refusal means the link is gone), when the status is 410, or when
@@ -257,6 +258,11 @@ class HttpEdge:
             ):
                 if response.is_redirect and "location" in response.headers:
                     target = urljoin(current, response.headers["location"])
+                    if urlsplit(target).scheme not in ("http", "https"):
+                        raise ProviderRejected(
+                            FailureClass.PROVIDER_ERROR,
+                            f"{self.provider}: egress refused: redirect to a non-HTTP URL",
+                        )
                     if not same_origin(current, target):
                         current_headers = {}
                     current = target
