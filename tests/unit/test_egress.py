@@ -187,6 +187,41 @@ async def test_a_kafka_request_with_a_non_public_callback_is_dead_lettered_with_
     assert h.repo.docs == {}
 
 
+async def test_the_request_topic_dead_letters_a_metadata_callback_with_the_reason() -> None:
+    """Through the real consume() wiring on faststream's in-memory broker."""
+    import functools
+
+    from faststream import AckPolicy
+    from faststream.kafka import TestKafkaBroker
+
+    from shared.messaging import consume
+    from shared.topics import Topic
+
+    harness = Harness()
+    consume(
+        harness.broker,
+        Topic.JOB_REQUESTS,
+        group_id="intake",
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        decode=RequestJob.model_validate_json,
+        handle=functools.partial(on_request_job, harness.deps),
+    )
+    dead: list[dict[str, Any]] = []
+
+    @harness.broker.subscriber("job-requests-dlq", group_id="t", ack_policy=AckPolicy.ACK)
+    async def record(body: dict[str, Any]) -> None:
+        dead.append(body)
+
+    request = JobRequest.model_validate({**BODY, "callback_url": "http://169.254.169.254/x"})
+    command = RequestJob(subject="k", tenant_id="ta", request=request)
+    async with TestKafkaBroker(harness.broker) as broker:
+        await broker.publish(command.model_dump_json().encode(), "job-requests", key=b"k")
+    assert [d["reason"] for d in dead] == [
+        "callback_url refused: 169.254.169.254 is link-local (where cloud metadata services live)"
+    ]
+    assert harness.repo.docs == {}
+
+
 async def test_intake_accepts_a_public_callback_and_the_allow_listed_local_receiver(
     h: Harness, intake: httpx.AsyncClient
 ) -> None:
