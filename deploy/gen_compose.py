@@ -28,6 +28,9 @@ PROVIDERS_ENV = {
     "KLING_BASE_URL": f"{EMULATOR}/kling",
     "CALLBACK_BASE_URL": "http://intake:8080",
 }
+# The compose demo's emulator and receivers live on docker's private network, not on loopback.
+# For the demo only: production mode refuses any EGRESS_ALLOW (README, "Egress policy").
+COMPOSE_EGRESS_ALLOW = "10.0.0.0/8,172.16.0.0/12,192.168.0.0/16"
 
 
 def _health(port: int, path: str = "/health") -> dict[str, Any]:
@@ -133,6 +136,8 @@ def compose() -> dict[str, Any]:
     }
     for spec in default_specs(render_seconds=20.0):
         env = {k: v for k, v in spec.env.items() if not k.endswith("_METRICS_PORT")}
+        if "EGRESS_ALLOW" in env:
+            env["EGRESS_ALLOW"] = COMPOSE_EGRESS_ALLOW
         health = "/_emulator/health" if spec.name == "emulator" else "/health"
         entry: dict[str, Any] = {
             "image": "reelforge:latest",

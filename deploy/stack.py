@@ -22,6 +22,7 @@ from shared.topics import PROVIDERS
 
 ROOT = Path(__file__).resolve().parents[1]
 POLLER_PORTS = {p: 8101 + i for i, p in enumerate(PROVIDERS)}
+LOCAL_EGRESS_ALLOW = "127.0.0.1/32,::1/128"
 
 
 @dataclass
@@ -38,6 +39,9 @@ def default_specs(render_seconds: float = 3.0, with_qc: bool = True) -> list[Ser
         "DISPATCHER_EXPECTED_RENDER_S": str(render_seconds),
         "POLLER_EXPECTED_RENDER_S": str(render_seconds),
     }
+    # Local development only: the emulator's result URLs and the demo's webhook receiver are on
+    # loopback, which the egress guard refuses unless listed (production mode refuses this).
+    local_egress = {"EGRESS_ALLOW": LOCAL_EGRESS_ALLOW}
     specs = [
         ServiceSpec(
             "emulator",
@@ -50,7 +54,9 @@ def default_specs(render_seconds: float = 3.0, with_qc: bool = True) -> list[Ser
                 "EMULATOR_GEMINI_WEBHOOK_URL": "http://127.0.0.1:8080/hooks/gemini",
             },
         ),
-        ServiceSpec("intake", "services.intake", 8080, {"INTAKE_METRICS_PORT": "8080"}),
+        ServiceSpec(
+            "intake", "services.intake", 8080, {"INTAKE_METRICS_PORT": "8080", **local_egress}
+        ),
         ServiceSpec(
             "dispatcher", "services.dispatcher", 8081, {"DISPATCHER_METRICS_PORT": "8081", **fast}
         ),
@@ -63,8 +69,15 @@ def default_specs(render_seconds: float = 3.0, with_qc: bool = True) -> list[Ser
             )
             for p, port in POLLER_PORTS.items()
         ),
-        ServiceSpec("storage", "services.storage", 8084, {"STORAGE_METRICS_PORT": "8084"}),
-        ServiceSpec("notifier", "services.notifier", 8085, {"NOTIFIER_METRICS_PORT": "8085"}),
+        ServiceSpec(
+            "storage", "services.storage", 8084, {"STORAGE_METRICS_PORT": "8084", **local_egress}
+        ),
+        ServiceSpec(
+            "notifier",
+            "services.notifier",
+            8085,
+            {"NOTIFIER_METRICS_PORT": "8085", **local_egress},
+        ),
         ServiceSpec("reconciler", "services.reconciler", 8086, {"RECONCILER_METRICS_PORT": "8086"}),
     ]
     if with_qc and (ROOT / "services" / "qc" / "__main__.py").exists():

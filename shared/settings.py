@@ -8,7 +8,9 @@ Nothing outside a `settings.py` reads `os.environ`.
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field, SecretStr
+from ipaddress import IPv4Network, IPv6Network
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -101,6 +103,35 @@ class TenantSettings(BaseSettings):
         default=SecretStr("reelforge-dev-master-secret"),
         description="Master secret; each tenant's webhook secret is derived from it.",
     )
+
+
+class EgressSettings(BaseSettings):
+    """Which non-public addresses outbound requests to tenant- or provider-chosen URLs may
+    reach (`shared/egress.py`): none unless listed; production mode refuses any entry."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="", extra="ignore", frozen=True, populate_by_name=True
+    )
+
+    egress_allow: str = Field(
+        validation_alias=AliasChoices("EGRESS_ALLOW", "egress_allow"),
+        default="",
+        description="Local development only: comma-separated CIDRs that webhooks and result "
+        "downloads may reach although not public (e.g. 127.0.0.1/32,::1/128).",
+    )
+
+    @field_validator("egress_allow")
+    @classmethod
+    def _cidrs(cls, value: str) -> str:
+        from shared.egress import parse_allow
+
+        parse_allow(value)
+        return value
+
+    def egress_networks(self) -> tuple[IPv4Network | IPv6Network, ...]:
+        from shared.egress import parse_allow
+
+        return parse_allow(self.egress_allow)
 
 
 class CallbackSettings(BaseSettings):

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, StreamingResponse
 from services.intake import handlers, logic
 from services.intake.handlers import IdempotencyConflict, IntakeDeps
 from services.intake.live import LiveUpdates
+from shared.egress import EgressRefused
 from shared.jobs import Job, JobRequest, JobState
 from shared.providers.catalog import MODELS
 from shared.routing import NoRoute
@@ -61,6 +62,9 @@ def build_router(deps: IntakeDeps, live: LiveUpdates) -> APIRouter:
         except IdempotencyConflict as exc:
             deps.metrics.jobs_rejected.labels("idempotency_conflict").inc()
             raise HTTPException(409, str(exc)) from exc
+        except EgressRefused as exc:
+            deps.metrics.jobs_rejected.labels("callback_refused").inc()
+            raise HTTPException(422, {"message": exc.reason, "field": "callback_url"}) from exc
         if not submitted.created:
             response.status_code = 200
             response.headers["Idempotent-Replayed"] = "true"
@@ -72,6 +76,8 @@ def build_router(deps: IntakeDeps, live: LiveUpdates) -> APIRouter:
             plan = handlers.route(deps, request)
         except NoRoute as exc:
             raise HTTPException(422, {"message": str(exc), "refused": exc.reasons}) from exc
+        except EgressRefused as exc:
+            raise HTTPException(422, {"message": exc.reason, "field": "callback_url"}) from exc
         return {
             "provider": plan.quote.provider,
             "model": plan.quote.model,

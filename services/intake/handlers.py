@@ -13,6 +13,7 @@ from services.intake import logic
 from services.intake.logic import Idempotency
 from services.intake.settings import IntakeSettings
 from shared.blobstore import BlobStore
+from shared.egress import EgressRefused, check_url
 from shared.events import (
     Envelope,
     JobAccepted,
@@ -63,7 +64,10 @@ class Submitted:
 
 
 def route(deps: IntakeDeps, request: JobRequest) -> RoutePlan:
-    """Validate against every enabled model and quote; raises NoRoute with reasons."""
+    """Validate against every enabled model and quote; raises NoRoute with reasons, and
+    EgressRefused when `callback_url` points where webhooks may not go."""
+    if request.callback_url is not None:
+        check_url(str(request.callback_url), deps.settings.egress_networks(), "callback_url")
     return plan(
         request,
         MODELS,
@@ -211,3 +215,6 @@ async def on_request_job(deps: IntakeDeps, command: RequestJob) -> None:
     except IdempotencyConflict as exc:
         deps.metrics.jobs_rejected.labels("idempotency_conflict").inc()
         raise PermanentError(str(exc)) from exc
+    except EgressRefused as exc:
+        deps.metrics.jobs_rejected.labels("callback_refused").inc()
+        raise PermanentError(exc.reason) from exc

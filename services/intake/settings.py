@@ -3,11 +3,11 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from shared.settings import CallbackSettings, ServiceSettings, TenantSettings
+from shared.settings import CallbackSettings, EgressSettings, ServiceSettings, TenantSettings
 from shared.topics import PROVIDERS
 
 
-class IntakeSettings(ServiceSettings, TenantSettings, CallbackSettings):
+class IntakeSettings(ServiceSettings, TenantSettings, CallbackSettings, EgressSettings):
     model_config = SettingsConfigDict(
         env_prefix="INTAKE_", extra="ignore", frozen=True, populate_by_name=True
     )

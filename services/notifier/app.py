@@ -17,6 +17,7 @@ from services.notifier.delivery import Deliverer
 from services.notifier.handlers import NotifierContext, on_job_outcome
 from services.notifier.settings import NotifierSettings
 from services.notifier.store import Delivery, DeliveryStore
+from shared.egress import EgressGuard, guarded_transport
 from shared.events import JOB_OUTCOME, Envelope
 from shared.messaging import DlqRecord, consume, publish
 from shared.metrics import ServiceMetrics
@@ -50,7 +51,10 @@ async def create_app(settings: NotifierSettings, deps: Deps | None = None) -> Se
     async def publish_event(topic: Topic, event: Envelope) -> None:
         await publish(broker, topic, event)
 
-    ctx = NotifierContext(repo=deps.repo, store=deps.store, publish=publish_event, metrics=metrics)
+    allow = settings.egress_networks()
+    ctx = NotifierContext(
+        repo=deps.repo, store=deps.store, publish=publish_event, metrics=metrics, allow=allow
+    )
     consume(
         broker,
         Topic.JOBS_FINISHED,
@@ -60,8 +64,9 @@ async def create_app(settings: NotifierSettings, deps: Deps | None = None) -> Se
         handle=functools.partial(on_job_outcome, ctx),
         on_dead_letter=metrics.dead_letter,
     )
+    # Every connection is vetted on the address actually connected to (shared/egress.py).
     client = httpx.AsyncClient(
-        transport=deps.transport,
+        transport=deps.transport or guarded_transport(EgressGuard(allow)),
         follow_redirects=False,
         timeout=httpx.Timeout(settings.delivery_timeout_s, connect=5.0),
     )
@@ -75,6 +80,8 @@ async def create_app(settings: NotifierSettings, deps: Deps | None = None) -> Se
         schedule=settings.retry_schedule_s,
         jitter=settings.retry_jitter,
         timeout_s=settings.delivery_timeout_s,
+        deadline_s=settings.delivery_deadline_s,
+        allow=allow,
         batch=settings.delivery_batch,
         poll_s=settings.delivery_poll_s,
         lease_s=settings.delivery_lease_s,

@@ -15,6 +15,7 @@ from datetime import datetime
 
 from services.notifier import logic
 from services.notifier.store import Delivery, DeliveryStore
+from shared.egress import IPNetwork, url_problem
 from shared.events import Envelope
 from shared.jobs import now
 from shared.messaging import PermanentError
@@ -32,6 +33,7 @@ class NotifierContext:
     store: DeliveryStore
     publish: Publish
     metrics: ServiceMetrics
+    allow: tuple[IPNetwork, ...] = ()
     clock: Callable[[], datetime] = field(default=now)
 
 
@@ -43,8 +45,9 @@ async def on_job_outcome(ctx: NotifierContext, event: logic.JobOutcome) -> None:
     if job.request.callback_url is None:
         return
     url = str(job.request.callback_url)
-    if not logic.callback_url_allowed(url):
-        log.warning("job %s: refusing callback URL with scheme %r", job.job_id, url.split(":")[0])
+    refused = url_problem(url, ctx.allow)
+    if refused is not None:  # accepted before the egress policy, or the allow-list shrank
+        log.warning("job %s: not queueing its webhook: %s", job.job_id, refused)
         ctx.metrics.webhook_deliveries.labels("refused").inc()
         return
     at = ctx.clock()

@@ -10,7 +10,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from urllib.parse import urlsplit
 
 from shared.events import JobCancelled, JobCompleted, JobFailed, JobUpdated
 from shared.jobs import JobState
@@ -43,11 +42,6 @@ def delivery_id(job_id: str, event_type: str) -> str:
     return f"{job_id}:{event_type}"
 
 
-def callback_url_allowed(url: str) -> bool:
-    parts = urlsplit(url)
-    return parts.scheme in ("http", "https") and bool(parts.hostname)
-
-
 def terminal_state(event: JobOutcome) -> JobState:
     return _STATE_OF[event.type]
 
@@ -77,8 +71,12 @@ def decide(
     at: datetime,
     jitter: float = 0.2,
     rand: random.Random | None = None,
+    refused: str | None = None,
 ) -> Decision:
-    """After attempt number `attempts_made` (1-based) got `status_code` (None: no response)."""
+    """After attempt number `attempts_made` (1-based) got `status_code` (None: no response);
+    `refused`: the egress policy refused the URL (dead at once: it cannot become public)."""
+    if refused is not None:
+        return Decision(Verdict.DEAD, reason=f"egress refused: {refused}")
     if status_code is not None and 200 <= status_code < 300:
         return Decision(Verdict.DELIVERED)
     what = describe(status_code, error)

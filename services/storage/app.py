@@ -12,10 +12,11 @@ from faststream import AckPolicy
 from prometheus_client import CollectorRegistry
 
 from services.storage.handlers import StorageContext, on_task_succeeded
-from services.storage.rehost import Prober, Rehoster, probe_stored
+from services.storage.rehost import DownloadLimits, Prober, Rehoster, probe_stored
 from services.storage.retention import Retention
 from services.storage.settings import StorageSettings
 from shared.blobstore import BlobStore
+from shared.egress import EgressGuard, guarded_transport
 from shared.events import Envelope, TaskSucceeded
 from shared.messaging import consume, decoder_for, publish
 from shared.metrics import ServiceMetrics
@@ -59,11 +60,17 @@ async def create_app(settings: StorageSettings, deps: Deps | None = None) -> Ser
 
     ctx = StorageContext(
         repo=deps.repo,
-        rehoster=Rehoster(deps.blob, metrics, deps.probe),
+        rehoster=Rehoster(
+            deps.blob,
+            metrics,
+            deps.probe,
+            limits=DownloadLimits(settings.download_max_bytes, settings.download_total_s),
+        ),
         providers=deps.providers,
         publish=publish_event,
         metrics=metrics,
         delete_provider_copy=settings.delete_provider_copy,
+        max_download_tries=settings.download_max_tries,
     )
     consume(
         broker,
@@ -88,13 +95,15 @@ async def create_app(settings: StorageSettings, deps: Deps | None = None) -> Ser
 async def _real_deps(settings: StorageSettings, process: ServiceProcess) -> Deps:
     store = await open_job_store(settings)
     blob = await connect_blobstore(settings)
-    # One client for every provider; the per-chunk read timeout bounds a stalled download
-    # without capping how long a large one may take. Redirects are followed by the adapters.
+    # One client for every provider; the per-chunk read timeout bounds a stalled read, the
+    # Rehoster's DownloadLimits the whole transfer. Redirects are followed by the adapters, and
+    # every connection (redirect targets included) goes through the egress guard.
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=16)
     client = httpx.AsyncClient(
+        transport=guarded_transport(EgressGuard(settings.egress_networks()), limits=limits),
         timeout=httpx.Timeout(
             connect=10.0, read=settings.download_timeout_s, write=30.0, pool=30.0
         ),
-        limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
     )
     providers = {
         name: build_provider(name, settings.provider_settings, client)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from services.storage import logic
 from services.storage.logic import Plan
@@ -39,6 +39,11 @@ class StorageContext:
     publish: Publish
     metrics: ServiceMetrics
     delete_provider_copy: bool = True
+    max_download_tries: int = 3
+    # Transient download failures per attempt, in this process: after `max_download_tries`
+    # the attempt fails (dispatcher: retry, fall back or refund) instead of blocking the
+    # partition until the job's deadline. A restart starts the count again (still bounded).
+    download_failures: dict[str, int] = field(default_factory=dict)
 
 
 async def on_task_succeeded(ctx: StorageContext, event: TaskSucceeded) -> None:
@@ -124,15 +129,26 @@ async def _rehost_or_report(
     provider = ctx.providers.get(event.task.provider)
     if provider is None:
         raise PermanentError(f"no adapter for provider {event.task.provider!r} in this process")
+    key = f"{job.job_id}/{event.attempt_id}"
     try:
-        return await ctx.rehoster.rehost(provider, job, event)
+        video = await ctx.rehoster.rehost(provider, job, event)
+        ctx.download_failures.pop(key, None)
+        return video
     except ProviderError as exc:
-        if exc.transient:
-            raise TransientError(f"download failed: {exc}") from exc
+        tries = ctx.download_failures.get(key, 0) + 1
+        if exc.transient and tries < ctx.max_download_tries:
+            ctx.download_failures[key] = tries
+            raise TransientError(
+                f"download failed ({tries}/{ctx.max_download_tries}): {exc}"
+            ) from exc
+        ctx.download_failures.pop(key, None)
         if exc.failure_class in logic.LOST_RESULT:
             ctx.metrics.url_expiry_misses.labels(event.task.provider).inc()
+        message = (
+            f"download failed {tries} times; last: {exc.message}" if exc.transient else exc.message
+        )
         failure = Failure(
-            failure_class=exc.failure_class, message=exc.message, provider_code=exc.provider_code
+            failure_class=exc.failure_class, message=message, provider_code=exc.provider_code
         )
     except media.InvalidMedia as exc:
         failure = Failure(

@@ -4,12 +4,18 @@ The download iterator is handed straight to `BlobStore.put_stream`, which upload
 multipart parts while hashing: memory stays at one part plus a few chunks whatever the size.
 The probe reads the stored object back through a presigned URL with range requests, so it
 never holds the file either.
+
+Every download is bounded (`DownloadLimits`): a size cap, refused as soon as it is passed,
+and a total time cap over the whole transfer (httpx's timeouts are per read, so a source
+trickling a byte at a time would otherwise never end). Where the bytes may come from is the
+egress guard's job (the storage client's transport, `shared/egress.py`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -20,6 +26,7 @@ from shared.events import TaskSucceeded
 from shared.jobs import Job, StoredVideo, now
 from shared.metrics import ServiceMetrics
 from shared.providers.base import VideoProvider
+from shared.providers.errors import FailureClass, ProviderRejected, ProviderUnavailable
 
 Prober = Callable[[BlobStore, str], Awaitable[tuple[media.MediaInfo, bytes]]]
 PRESIGN_FOR_PROBE_S = 900
@@ -31,12 +38,53 @@ async def probe_stored(blob: BlobStore, key: str) -> tuple[media.MediaInfo, byte
     return await media.probe_and_thumbnail_async(url)
 
 
+@dataclass(frozen=True)
+class DownloadLimits:
+    max_bytes: int = 2 << 30
+    total_s: float = 900.0
+
+
+async def bounded(
+    chunks: AsyncIterator[bytes], limits: DownloadLimits, provider: str
+) -> AsyncIterator[bytes]:
+    """`chunks`, cut off past `max_bytes` (permanent: the same result stays too large) or
+    after `total_s` in all (transient: the next try may be faster)."""
+    deadline = asyncio.get_running_loop().time() + limits.total_s
+    received = 0
+    iterator = aiter(chunks)
+    try:
+        while True:
+            try:
+                async with asyncio.timeout_at(deadline):
+                    chunk = await anext(iterator)
+            except StopAsyncIteration:
+                return
+            except TimeoutError as exc:
+                raise ProviderUnavailable(
+                    FailureClass.TIMEOUT,
+                    f"{provider}: download not complete within {limits.total_s:g} s "
+                    f"({received} bytes received)",
+                ) from exc
+            received += len(chunk)
+            if received > limits.max_bytes:
+                raise ProviderRejected(
+                    FailureClass.GENERATION_FAILED,
+                    f"{provider}: result larger than the {limits.max_bytes} byte download cap",
+                )
+            yield chunk
+    finally:  # close the provider's stream (and its connection) whatever ended the loop
+        close = getattr(iterator, "aclose", None)
+        if close is not None:
+            await close()
+
+
 @dataclass
 class Rehoster:
     blob: BlobStore
     metrics: ServiceMetrics
     probe: Prober = probe_stored
     clock: Callable[[], datetime] = field(default=now)
+    limits: DownloadLimits = field(default_factory=DownloadLimits)
 
     async def rehost(self, provider: VideoProvider, job: Job, event: TaskSucceeded) -> StoredVideo:
         """Copy outputs[0] of the task into the store; raises ProviderError from the download
@@ -46,7 +94,7 @@ class Rehoster:
         started = time.monotonic()
         put = await self.blob.put_stream(
             keys.video,
-            provider.download(event.task, output),
+            bounded(provider.download(event.task, output), self.limits, event.task.provider),
             content_type=output.mime_type,
             metadata={
                 "job-id": job.job_id,

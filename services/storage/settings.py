@@ -13,10 +13,10 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from shared.providers.settings import ProviderSettings
-from shared.settings import ServiceSettings
+from shared.settings import EgressSettings, ServiceSettings
 
 
-class StorageSettings(ServiceSettings):
+class StorageSettings(ServiceSettings, EgressSettings):
     model_config = SettingsConfigDict(
         env_prefix="STORAGE_", extra="ignore", frozen=True, populate_by_name=True
     )
@@ -31,6 +31,18 @@ class StorageSettings(ServiceSettings):
     )
     download_timeout_s: float = Field(
         60.0, gt=0, description="Read timeout of one chunk from a provider (not of the download)."
+    )
+    download_total_s: float = Field(
+        900.0, gt=0, description="Total time one result download may take, whatever its pace."
+    )
+    download_max_bytes: int = Field(
+        2 << 30, gt=0, description="Largest result accepted; a larger one fails its attempt."
+    )
+    download_max_tries: int = Field(
+        3,
+        ge=1,
+        description="Transient download failures of one result before its attempt fails "
+        "(the dispatcher then retries, falls back or refunds).",
     )
     delete_provider_copy: bool = Field(
         True, description="Delete the provider-side result once re-hosted, where the API allows."

@@ -36,6 +36,7 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 
 from shared import webhooks
+from shared.egress import EgressRefused
 from shared.providers.errors import (
     FailureClass,
     ProviderError,
@@ -74,9 +75,14 @@ _DAILY_QUOTA_WORDS = ("perday", "per_day", "daily")
 
 @contextlib.asynccontextmanager
 async def map_provider_errors(provider: str) -> AsyncIterator[None]:
-    """Translate httpx transport exceptions raised inside the block into `ProviderUnavailable`."""
+    """Translate httpx transport exceptions raised inside the block into `ProviderUnavailable`;
+    an egress refusal (a result URL or redirect to a non-public address) is permanent."""
     try:
         yield
+    except EgressRefused as exc:
+        raise ProviderRejected(
+            FailureClass.PROVIDER_ERROR, f"{provider}: egress refused: {exc.reason}"
+        ) from exc
     except httpx.TimeoutException as exc:
         raise ProviderUnavailable(
             FailureClass.TIMEOUT, f"{provider}: request timed out ({type(exc).__name__})"
@@ -296,7 +302,8 @@ class HttpEdge:
     ) -> AsyncIterator[bytes]:
         """Stream a result; never buffers it. Redirects are followed by hand so that credential
         headers are dropped when the redirect leaves the original origin (httpx only strips
-        `Authorization`, not `x-goog-api-key`).
+        `Authorization`, not `x-goog-api-key`); where each hop may connect is the egress guard's
+        call (the storage client's transport), and only http(s) targets are followed.
 
         403/404/410 count as RESULT_EXPIRED when the URL is `signed_url` (it carries its own
         authorisation, so a refusal means the link is gone), when the status is 410, or when
@@ -311,6 +318,11 @@ class HttpEdge:
             ):
                 if response.is_redirect and "location" in response.headers:
                     target = urljoin(current, response.headers["location"])
+                    if urlsplit(target).scheme not in ("http", "https"):
+                        raise ProviderRejected(
+                            FailureClass.PROVIDER_ERROR,
+                            f"{self.provider}: egress refused: redirect to a non-HTTP URL",
+                        )
                     if not same_origin(current, target):
                         current_headers = {}
                     current = target

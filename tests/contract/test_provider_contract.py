@@ -14,6 +14,7 @@ import av
 import httpx
 import pytest
 
+from shared.egress import EgressGuard, guarded_transport, parse_allow
 from shared.providers.base import GenerationRequest, TaskRef, TaskState, TaskStatus, VideoProvider
 from shared.providers.errors import FailureClass, ProviderRejected, ProviderUnavailable
 from shared.providers.registry import PROVIDER_NAMES, build_provider
@@ -23,6 +24,7 @@ from tests.contract.conftest import KLING_ACCESS_KEY, KLING_SECRET_KEY
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
 TERMINAL_WAIT_S = 30.0
+LOOPBACK = "127.0.0.1/32"
 POLL_S = 0.2
 VERTEX_RESOURCE = "projects/reelforge-local/locations/us-central1/publishers/google/models"
 
@@ -96,9 +98,14 @@ def case(request: pytest.FixtureRequest) -> Case:
     return param
 
 
+def guarded_client(allow: str) -> httpx.AsyncClient:
+    """The client storage runs: every connection through the egress guard."""
+    return httpx.AsyncClient(transport=guarded_transport(EgressGuard(parse_allow(allow))))
+
+
 @pytest.fixture
 async def adapter(emulator_url: str, case: Case) -> AsyncIterator[VideoProvider]:
-    async with httpx.AsyncClient() as client:
+    async with guarded_client(LOOPBACK) as client:  # the emulator is on loopback
         yield build_provider(case.provider, settings_for(emulator_url, case), client)
 
 
@@ -132,6 +139,20 @@ async def test_a_task_renders_and_downloads_as_a_playable_mp4(
             assert container.streams.video, "no video stream"
             duration_s = (container.duration or 0) / av.time_base
     assert abs(duration_s - case.duration_s) <= max(1.0, 0.25 * case.duration_s)
+
+
+async def test_without_the_allow_list_a_loopback_result_is_refused_before_connecting(
+    adapter: VideoProvider, case: Case, emulator_url: str
+) -> None:
+    ref = await adapter.submit(request_for(case, "A kite over a beach"), case.model)
+    status = await until_terminal(adapter, ref)
+    assert status.state is TaskState.SUCCEEDED, status
+    async with guarded_client("") as client:
+        production_like = build_provider(case.provider, settings_for(emulator_url, case), client)
+        with pytest.raises(ProviderRejected, match="egress refused") as caught:
+            async for _ in production_like.download(ref, status.outputs[0]):
+                pass
+    assert "127.0.0.1 is loopback" in caught.value.message
 
 
 async def test_an_output_moderation_trigger_ends_failed_as_the_providers_moderation_class(

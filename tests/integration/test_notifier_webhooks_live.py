@@ -128,6 +128,7 @@ async def test_webhook_is_verified_retried_after_a_500_and_dead_lettered_when_ex
             "retry_schedule_s": (0.2, 0.2),
             "retry_jitter": 0.0,
             "delivery_poll_s": 0.05,
+            "egress_allow": "127.0.0.1/32",  # the receivers run on loopback
         }
     )
     store = PgDeliveryStore(pg_pool)  # the default stores, as the notifier runs them
@@ -151,6 +152,7 @@ async def test_webhook_is_verified_retried_after_a_500_and_dead_lettered_when_ex
             store=store,
             publish=to_kafka,
             metrics=ServiceMetrics(CollectorRegistry(), "notifier"),
+            allow=settings.egress_networks(),
         )
         for job in (ok_job, dead_job):
             await on_job_outcome(ctx, completed(job.job_id))

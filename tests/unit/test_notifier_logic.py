@@ -59,19 +59,11 @@ def test_jitter_stays_within_its_fraction() -> None:
     assert len({round(d or 0, 3) for d in delays}) > 50
 
 
-@pytest.mark.parametrize(
-    ("url", "ok"),
-    [
-        ("https://example.com/hook", True),
-        ("http://127.0.0.1:8080/x", True),
-        ("ftp://example.com/x", False),
-        ("file:///etc/passwd", False),
-        ("javascript:alert(1)", False),
-        ("https:///nohost", False),
-    ],
-)
-def test_only_http_and_https_callback_urls_are_allowed(url: str, ok: bool) -> None:
-    assert logic.callback_url_allowed(url) is ok
+def test_an_egress_refusal_is_dead_at_once_with_its_reason() -> None:
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    decision = logic.decide(None, None, 1, (5, 30), at, refused="10.0.0.1 is private")
+    assert decision.verdict is Verdict.DEAD
+    assert decision.reason == "egress refused: 10.0.0.1 is private"
 
 
 def test_delivery_id_is_per_job_and_outcome() -> None:

@@ -8,6 +8,7 @@ from email.utils import format_datetime
 import httpx
 import pytest
 
+from shared.egress import EgressRefused
 from shared.providers.errors import (
     FailureClass,
     ProviderError,
@@ -171,3 +172,22 @@ async def test_follows_redirects_and_drops_credentials_when_leaving_the_origin()
         body = await collect(HttpEdge(client, "t"), headers={"x-goog-api-key": "secret"})
     assert body == b"abc"
     assert "x-goog-api-key" not in api.sent_headers("GET", other)
+
+
+@pytest.mark.parametrize(
+    "location", ["file:///etc/passwd", "gopher://127.0.0.1:6379/_INFO", "ftp://x.example/v"]
+)
+async def test_a_redirect_to_a_non_http_url_is_refused(location: str) -> None:
+    api = FakeProviderApi().on("GET", URL, status=302, headers={"location": location})
+    async with api.client() as client:
+        with pytest.raises(ProviderRejected, match="redirect to a non-HTTP URL"):
+            await collect(HttpEdge(client, "t"))
+
+
+async def test_an_egress_refusal_during_a_download_is_permanent() -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise EgressRefused("connection to 'x' refused: 10.0.0.1 is private")
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(refuse)) as client:
+        with pytest.raises(ProviderRejected, match=r"egress refused: .*10\.0\.0\.1 is private"):
+            await collect(HttpEdge(client, "t"))
