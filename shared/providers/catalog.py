@@ -48,6 +48,44 @@ def _veo(provider: str, model: str, price: float, lifecycle: Lifecycle, **kw: ob
     return ModelSpec.model_validate(fields)
 
 
+# Gemini Omni (Interactions API). Model ids: the google-genai 3.6.1 `Model` enum. Limits:
+# Google Cloud's model page for the preview (16:9 / 9:16, 720p, up to 10 s; released
+# 2026-06-30). Prices and the 1.1 / 1.2 resolutions and dates are third-party (resellers'
+# pages, 2026-09 to 2026-11), not Google's price list: check them against your invoice.
+OMNI_PREVIEW = Lifecycle(stage="preview", note="released 2026-06-30 (Google Cloud model page)")
+OMNI_11 = Lifecycle(
+    stage="ga",
+    note="GA 2026-08-27 per third-party guides; replaces veo-3.1 previews on the Gemini API",
+)
+OMNI_12 = Lifecycle(
+    stage="preview", note="released 2026-11-05 per third parties; stage unconfirmed"
+)
+
+
+def _omni(
+    model: str, price: float, lifecycle: Lifecycle, resolutions: tuple[str, ...]
+) -> ModelSpec:
+    return ModelSpec.model_validate(
+        {
+            "provider": "gemini",
+            "model": model,
+            "durations_s": tuple(range(3, 11)),
+            "resolutions": resolutions,
+            "aspect_ratios": ("16:9", "9:16"),
+            "audio": "always",
+            "price_per_second_usd": price,
+            "price_multipliers": {"1080p": 1.5, "4k": 3.0},
+            "lifecycle": lifecycle,
+            "quality": 8,
+            "physics": 8,
+            "consistency": 9,
+            "typical_render_s": 30.0,
+            "result_ttl_s": 2 * DAY,
+            "concurrency_limit": 10,
+        }
+    )
+
+
 MODELS: tuple[ModelSpec, ...] = (
     ModelSpec(
         provider="openai",
@@ -93,6 +131,14 @@ MODELS: tuple[ModelSpec, ...] = (
     ),
     _veo("gemini", "veo-3.0-generate-001", 0.40, GA),
     _veo("gemini", "veo-3.0-fast-generate-001", 0.15, GA),
+    *(
+        _omni(model, price, lifecycle, resolutions)
+        for model, price, lifecycle, resolutions in (
+            ("gemini-omni-flash-preview", 0.13, OMNI_PREVIEW, ("720p",)),
+            ("gemini-omni-1.1-flash", 0.13, OMNI_11, ("720p", "1080p", "4k")),
+            ("gemini-omni-1.2-flash", 0.07, OMNI_12, ("720p", "1080p", "4k")),
+        )
+    ),
     _veo(
         "vertex",
         "veo-3.1-generate-001",
