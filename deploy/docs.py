@@ -12,7 +12,7 @@ from prometheus_client.metrics import MetricWrapperBase
 
 from deploy.stack import ROOT
 from shared.metrics import ServiceMetrics
-from shared.providers.catalog import MODELS
+from shared.providers.catalog import load_catalog
 from shared.topics import TOPICS
 
 README = ROOT / "README.md"
@@ -24,7 +24,7 @@ def models_table() -> str:
         "lifecycle |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for m in MODELS:
+    for m in load_catalog().models:
         durations = (
             f"{m.durations_s[0]}-{m.durations_s[-1]}"
             if len(m.durations_s) > 4

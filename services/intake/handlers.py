@@ -27,7 +27,7 @@ from shared.logs import log_context, trace_id_of
 from shared.messaging import PermanentError, publish
 from shared.metrics import ServiceMetrics
 from shared.providers.base import VideoProvider
-from shared.providers.catalog import MODELS
+from shared.providers.catalog import all_models
 from shared.providers.errors import ProviderError
 from shared.repository import JobRepository
 from shared.routing import NoRoute, RoutePlan, plan
@@ -66,7 +66,7 @@ def route(deps: IntakeDeps, request: JobRequest) -> RoutePlan:
     """Validate against every enabled model and quote; raises NoRoute with reasons."""
     return plan(
         request,
-        MODELS,
+        all_models(),
         today=logic.today_of(deps.clock()),
         enabled_providers=deps.settings.providers(),
         retired_allowed=logic.retired_allowed(deps.openai_base_url),
