@@ -143,6 +143,17 @@ class Lifecycle(_Frozen):
             return "deprecated"
         return self.stage
 
+    def notice(self, day: date) -> str:
+        """Why the model is flagged on `day` (retired or deprecated): the dates, the replacement."""
+        if self.state_on(day) == "retired":
+            text = f"shut down on {self.retires_on}" if self.retires_on else "retired"
+        else:
+            text = f"deprecated on {self.deprecated_on}" if self.deprecated_on else "deprecated"
+            text += f", shuts down on {self.retires_on}" if self.retires_on else ""
+        if self.replacement:
+            text += f"; the provider names {self.replacement} as the replacement"
+        return text + (f" ({self.note})" if self.note else "")
+
 
 def _reached(iso_day: str | None, day: date) -> bool:
     return iso_day is not None and date.fromisoformat(iso_day) <= day

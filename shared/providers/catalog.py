@@ -62,6 +62,8 @@ class Capabilities(_Strict):
     audio_resolutions: tuple[Resolution, ...] | None = None
     max_candidates_per_call: int = Field(1, ge=1)
     duration_for_resolution: dict[Resolution, int] = Field(default_factory=dict)
+    source: str | None = Field(None, description="A key of `sources`, where these were read.")
+    checked_on: date | None = None
 
 
 class Limits(_Strict):
@@ -85,6 +87,7 @@ class _Sourced(_Strict):
 class Price(_Sourced):
     usd_per_second: float = Field(ge=0, description="List price per output second at 720p.")
     multipliers: dict[str, float] = Field(default_factory=dict)
+    note: str = ""
 
 
 class LifecycleEntry(_Sourced):
@@ -122,12 +125,16 @@ class CatalogFile(_Strict):
     @model_validator(mode="after")
     def _references_resolve(self) -> CatalogFile:
         for entry in self.models:
-            for part in (entry.price, entry.lifecycle):
-                if part.source not in self.sources:
-                    kind = "price" if part is entry.price else "lifecycle"
+            cited = {
+                "price": entry.price.source,
+                "lifecycle": entry.lifecycle.source,
+                "capabilities": entry.capabilities.source,
+            }
+            for kind, key in cited.items():
+                if key is not None and key not in self.sources:
                     raise ValueError(
                         f"models[{entry.provider}/{entry.model}].{kind}.source: "
-                        f"{part.source!r} is not a key of `sources`"
+                        f"{key!r} is not a key of `sources`"
                     )
         return self
 
@@ -239,7 +246,7 @@ def _spec(entry: ModelEntry, sources: Mapping[str, Source]) -> ModelSpec:
     return ModelSpec(
         provider=entry.provider,
         model=entry.model,
-        **caps.model_dump(),
+        **caps.model_dump(exclude={"source", "checked_on"}),
         **entry.limits.model_dump(),
         **entry.scores.model_dump(),
         price_per_second_usd=price.usd_per_second,
@@ -274,6 +281,14 @@ def active() -> Catalog:
     if _active is None:
         _active = load_catalog()
     return _active
+
+
+def model_view(spec: ModelSpec, day: date) -> dict[str, Any]:
+    """One model as `GET /v1/models` and `reelforge models` show it: its facts and its state on
+    `day` (with the dates and replacement when it is deprecated or retired)."""
+    state = spec.lifecycle.state_on(day)
+    notice = spec.lifecycle.notice(day) if state in ("deprecated", "retired") else None
+    return {**spec.model_dump(mode="json"), "state": state, "state_notice": notice}
 
 
 def find_model(provider: str, model: str) -> ModelSpec | None:
