@@ -46,9 +46,13 @@ class Reason(StrEnum):
     SERVER_ERROR = "server_error"
     MODERATION = "moderation"
     NOT_READY = "not_ready"
+    QUOTA_EXHAUSTED = "quota_exhausted"
 
 
 ErrorFn = Callable[[int, str, Reason], Response]
+# An ErrorFn whose 429 body already says how long to wait (Google's RetryInfo) sets this
+# attribute; the others get a Retry-After header.
+RETRY_IN_BODY = "retry_in_body"
 
 
 class Stats:
@@ -125,8 +129,12 @@ async def guard(
 def fault_response(ctx: EmulatorContext, fault: Fault, errors: ErrorFn) -> Response:
     if fault is Fault.RATE_LIMITED:
         resp = errors(429, "Rate limit exceeded (emulated). Retry later.", Reason.RATE_LIMITED)
-        resp.headers["Retry-After"] = str(ctx.tunables.retry_after_seconds)
+        if not getattr(errors, RETRY_IN_BODY, False):
+            resp.headers["Retry-After"] = str(ctx.tunables.retry_after_seconds)
         return resp
+    if fault is Fault.QUOTA_EXHAUSTED:
+        message = "You exceeded your current quota, please check your plan and billing details."
+        return errors(429, message, Reason.QUOTA_EXHAUSTED)
     if fault is Fault.SERVER_ERROR:
         return errors(500, "Internal error (emulated).", Reason.SERVER_ERROR)
     return malformed_response()

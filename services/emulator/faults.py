@@ -6,7 +6,9 @@ sequence give the same faults. Prompt triggers force an outcome for one task:
   [fail:moderation_input]   rejected at create
   [fail:moderation_output]  fails after rendering (provider's safety-failure shape)
   [fail:internal]           fails after rendering with an internal error
-  [fail:429] / [fail:5xx]   the create call answers 429 / 5xx
+  [fail:429] / [fail:5xx]   the create call answers 429 / 5xx (Google: a per-minute 429 with
+                            QuotaFailure and RetryInfo in the body, no Retry-After header)
+  [fail:quota]              the create call answers 429 for a used-up quota or balance
   [fail:expired]            the finished result is already expired
   [fail:truncated]          downloads send fewer bytes than Content-Length, then close
   [fail:malformed]          status calls answer an invalid JSON body
@@ -39,6 +41,7 @@ _PERSON = re.compile(
 
 class Fault(StrEnum):
     RATE_LIMITED = "429"
+    QUOTA_EXHAUSTED = "quota"
     SERVER_ERROR = "5xx"
     MALFORMED = "malformed"
 
@@ -119,6 +122,8 @@ class FaultInjector:
     def forced_create_fault(self, triggers: Triggers) -> Fault | None:
         if "429" in triggers.failures:
             return Fault.RATE_LIMITED
+        if "quota" in triggers.failures:
+            return Fault.QUOTA_EXHAUSTED
         if "5xx" in triggers.failures:
             return Fault.SERVER_ERROR
         return None

@@ -3,7 +3,9 @@
 Operation names are `models/{model}/operations/{12 lowercase alnum}`; `done` is omitted until
 finished. Output safety failures are `done` with a `generateVideoResponse` holding no samples
 and `raiMediaFilteredCount` > 0; internal failures are `done` with a `google.rpc.Status` error.
-Sample files are `files/{operation id}{sample index}`.
+Sample files are `files/{operation id}{sample index}`; their `:download?alt=media` answers a 302
+to a signed `/gemini/blobs/...` URL (no key needed), as the real Files API redirects to storage.
+Shut-down models (`RETIRED_MODELS`) answer 404 NOT_FOUND; 429s carry QuotaFailure + RetryInfo.
 """
 
 from __future__ import annotations
@@ -29,16 +31,19 @@ from services.emulator.context import (
 from services.emulator.faults import CallKind
 from services.emulator.google_common import (
     RAI_REASON,
+    RETIRED_MODELS,
     RPC_INTERNAL,
     api_key,
     begin_veo_create,
     google_error,
+    google_errors,
     new_operation_id,
 )
 from services.emulator.tasks import Outcome, Phase, Task
 from shared.webhooks import sign_headers
 
 PROVIDER = "gemini"
+SIGNED_URL_SECONDS = 600
 RESPONSE_TYPE = "type.googleapis.com/google.ai.generativelanguage.v1beta.PredictLongRunningResponse"
 
 
@@ -73,8 +78,13 @@ def operation_body(ctx: EmulatorContext, task: Task) -> dict[str, Any]:
     return body
 
 
+def blob_path(file_id: str) -> str:
+    return f"/gemini/blobs/{file_id}"
+
+
 def build_router(ctx: EmulatorContext) -> APIRouter:
-    router = APIRouter(prefix="/gemini/v1beta")
+    router = APIRouter(prefix="/gemini")
+    errors = google_errors(ctx)
 
     def authorize(request: Request) -> Response | str:
         key = api_key(request)
@@ -90,13 +100,20 @@ def build_router(ctx: EmulatorContext) -> APIRouter:
             )
         return key
 
-    @router.post("/models/{model}:predictLongRunning")
+    @router.post("/v1beta/models/{model}:predictLongRunning")
     async def predict_long_running(model: str, request: Request) -> Response:
         key = authorize(request)
         if isinstance(key, Response):
             return key
+        if model in RETIRED_MODELS:
+            msg = (
+                f"models/{model} is not found for API version v1beta, or is not supported for "
+                "predictLongRunning. Call ListModels to see the list of available models and "
+                "their supported methods."
+            )
+            return google_error(404, msg, Reason.NOT_FOUND)
         begun = await begin_veo_create(
-            ctx, request, provider=PROVIDER, owner=key, model=model, errors=google_error
+            ctx, request, provider=PROVIDER, owner=key, model=model, errors=errors
         )
         if isinstance(begun, Response):
             return begun
@@ -119,12 +136,12 @@ def build_router(ctx: EmulatorContext) -> APIRouter:
         task = create_task(ctx, new, plan, triggers)
         return json_response(operation_body(ctx, task))
 
-    @router.get("/models/{model}/operations/{op_id}")
+    @router.get("/v1beta/models/{model}/operations/{op_id}")
     async def get_operation(model: str, op_id: str, request: Request) -> Response:
         key = authorize(request)
         if isinstance(key, Response):
             return key
-        if fault := await guard(ctx, PROVIDER, CallKind.STATUS, google_error):
+        if fault := await guard(ctx, PROVIDER, CallKind.STATUS, errors):
             return fault
         task = ctx.store.get(PROVIDER, op_id)
         if task is None or task.model != model:
@@ -135,13 +152,7 @@ def build_router(ctx: EmulatorContext) -> APIRouter:
             return malformed_response()
         return json_response(operation_body(ctx, task))
 
-    @router.get("/files/{file_id}:download")
-    async def download_file(file_id: str, request: Request) -> Response:
-        key = authorize(request)
-        if isinstance(key, Response):
-            return key
-        if fault := await guard(ctx, PROVIDER, CallKind.DOWNLOAD, google_error):
-            return fault
+    def downloadable(file_id: str) -> Task | Response:
         task = ctx.store.get(PROVIDER, file_id[:12])
         suffix = file_id[12:]
         index = int(suffix) if suffix.isdigit() else (0 if not suffix else -1)
@@ -150,16 +161,40 @@ def build_router(ctx: EmulatorContext) -> APIRouter:
             task is None
             or not 0 <= index < task.extra["samples"]
             or task.phase(now) is not Phase.SUCCEEDED
+            or task.outcome is not Outcome.SUCCESS
         ):
-            return google_error(404, f"File files/{file_id} not found.", Reason.NOT_FOUND)
-        if task.outcome is not Outcome.SUCCESS:
             return google_error(404, f"File files/{file_id} not found.", Reason.NOT_FOUND)
         if task.expired or now >= task.natural_end + ctx.settings.result_ttl_seconds:
             return google_error(404, f"File files/{file_id} has expired.", Reason.NOT_FOUND)
-        spec = replace(task.spec, seed=task.spec.seed + index)
-        rendered = await ctx.renderer.render(spec)
+        return task
+
+    @router.get("/v1beta/files/{file_id}:download")
+    async def download_file(file_id: str, request: Request) -> Response:
+        """As on the real Files API, the authenticated download answers a redirect to a
+        short-lived signed URL that needs no key."""
+        key = authorize(request)
+        if isinstance(key, Response):
+            return key
+        if fault := await guard(ctx, PROVIDER, CallKind.DOWNLOAD, errors):
+            return fault
+        found = downloadable(file_id)
+        if isinstance(found, Response):
+            return found
+        expires = int(ctx.clock.now() + SIGNED_URL_SECONDS)
+        location = ctx.signer.sign(ctx.base_url(request), blob_path(file_id), expires)
+        return Response(status_code=302, headers={"location": location})
+
+    @router.get("/blobs/{file_id}")
+    async def download_blob(file_id: str, expires: int = 0, sig: str = "") -> Response:
+        if not ctx.signer.valid(blob_path(file_id), expires, sig, ctx.clock.now()):
+            return Response("Forbidden", status_code=403, media_type="text/plain")
+        found = downloadable(file_id)
+        if isinstance(found, Response):
+            return found
+        index = int(file_id[12:] or 0)
+        rendered = await ctx.renderer.render(replace(found.spec, seed=found.spec.seed + index))
         return file_response(
-            rendered.video_path, "video/mp4", ctx.faults.truncate_download(task.truncated)
+            rendered.video_path, "video/mp4", ctx.faults.truncate_download(found.truncated)
         )
 
     ctx.notifier.register(PROVIDER, lambda task, phase: _notify(ctx, task, phase))

@@ -42,6 +42,7 @@ _CODES = {
     Reason.SERVER_ERROR: 5000,
     Reason.MODERATION: 1301,
     Reason.NOT_READY: 1201,
+    Reason.QUOTA_EXHAUSTED: 1102,
 }
 _STATUS = {
     Phase.THROTTLED: "submitted",
@@ -51,6 +52,13 @@ _STATUS = {
     Phase.FAILED: "failed",
 }
 _SIZES = {"16:9": (1280, 720), "9:16": (720, 1280), "1:1": (720, 720)}
+# Kling's model pages: durations per model, and whether `sound: on` needs `mode: pro` (Kling
+# v2.6 has native audio in pro / 1080p only). Unlisted (older) models take 5 or 10 s, no sound.
+_MODELS: dict[str, tuple[tuple[int, ...], str | None]] = {
+    "kling-v2-6": ((5, 10), "pro"),
+    "kling-v3": (tuple(range(3, 16)), "std"),
+}
+_SILENT: tuple[tuple[int, ...], str | None] = ((5, 10), None)
 
 
 def envelope(data: Any, code: int = 0, message: str = "SUCCEED", status: int = 200) -> Response:
@@ -140,12 +148,25 @@ def _parse(body: Any, kind: str) -> dict[str, Any] | str:
         return "image is required"
     if len(prompt) > 2500 or len(body.get("negative_prompt") or "") > 2500:
         return "prompt and negative_prompt must be at most 2500 characters"
-    duration = str(body.get("duration", "5"))
-    ratio = str(body.get("aspect_ratio", "16:9"))
-    if not duration.isdigit() or not 3 <= int(duration) <= 15 or ratio not in _SIZES:
-        return "invalid duration or aspect_ratio"
-    if str(body.get("mode", "std")) not in ("std", "pro"):
+    return _check_limits(body)
+
+
+def _check_limits(body: dict[str, Any]) -> dict[str, Any] | str:
+    model = str(body.get("model_name") or body.get("model") or "kling-v1")
+    if not model.startswith("kling-v"):
+        return f"model_name value '{model}' is invalid"
+    durations, sound_mode = _MODELS.get(model, _SILENT)
+    duration, mode = str(body.get("duration", "5")), str(body.get("mode", "std"))
+    if not duration.isdigit() or int(duration) not in durations:
+        return f"duration {duration} is not supported by {model}"
+    if str(body.get("aspect_ratio", "16:9")) not in _SIZES:
+        return "aspect_ratio must be 16:9, 9:16 or 1:1"
+    if mode not in ("std", "pro"):
         return "mode must be std or pro"
+    if body.get("sound") == "on" and (
+        sound_mode is None or (sound_mode == "pro" and mode != "pro")
+    ):
+        return f"sound is not supported by {model} in {mode} mode"
     return body
 
 

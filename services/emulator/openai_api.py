@@ -32,8 +32,18 @@ from services.emulator.tasks import Outcome, Phase, Task
 from shared.webhooks import sign_headers
 
 PROVIDER = "openai"
-SECONDS = {"4", "8", "12", "16", "20"}
-SIZES = {"720x1280", "1280x720", "1024x1792", "1792x1024", "1920x1080", "1080x1920"}
+# openai-python `types/video_seconds.py`, `video_size.py`, `video_model.py` (generated from
+# OpenAI's OpenAPI spec); the two large sizes belong to sora-2-pro only (OpenAI's video guide).
+SECONDS = ("4", "8", "12")
+SIZES = ("720x1280", "1280x720", "1024x1792", "1792x1024")
+PRO_SIZES = frozenset({"1024x1792", "1792x1024"})
+MODELS = (
+    "sora-2",
+    "sora-2-pro",
+    "sora-2-2025-10-06",
+    "sora-2-pro-2025-10-06",
+    "sora-2-2025-12-08",
+)
 _TYPES = {
     Reason.AUTH_MISSING: ("invalid_request_error", None),
     Reason.AUTH_INVALID: ("invalid_request_error", "invalid_api_key"),
@@ -43,11 +53,20 @@ _TYPES = {
     Reason.SERVER_ERROR: ("server_error", "server_error"),
     Reason.MODERATION: ("invalid_request_error", "moderation_blocked"),
     Reason.NOT_READY: ("invalid_request_error", "video_not_ready"),
+    Reason.QUOTA_EXHAUSTED: ("insufficient_quota", "insufficient_quota"),
 }
+INVALID_VALUE = "invalid_value"
 
 
-def openai_error(status: int, message: str, reason: Reason, param: str | None = None) -> Response:
-    err_type, code = _TYPES[reason]
+def openai_error(
+    status: int,
+    message: str,
+    reason: Reason,
+    param: str | None = None,
+    code: str | None = None,
+) -> Response:
+    err_type, default_code = _TYPES[reason]
+    code = code or default_code
     body = {"error": {"message": message, "type": err_type, "param": param, "code": code}}
     return json_response(body, status)
 
@@ -98,15 +117,29 @@ def _expires_at(ctx: EmulatorContext, task: Task, completed: float | None) -> in
     return int(done) if task.expired else int(done + ctx.settings.result_ttl_seconds)
 
 
-def _validate(fields: dict[str, Any]) -> tuple[str, str] | None:
-    """(param, message) of the first invalid field, or None."""
+def _supported(value: str, allowed: tuple[str, ...]) -> str:
+    """OpenAI's wording for a value outside an enum."""
+    quoted = [f"'{a}'" for a in allowed]
+    listed = ", ".join(quoted[:-1]) + f", and {quoted[-1]}" if len(quoted) > 2 else quoted[0]
+    return f"Invalid value: '{value}'. Supported values are: {listed}."
+
+
+def _validate(fields: dict[str, Any]) -> tuple[str, str, str | None] | None:
+    """(param, message, code) of the first invalid field, or None."""
     prompt = fields.get("prompt")
     if not isinstance(prompt, str) or not 1 <= len(prompt) <= 32000:
-        return "prompt", "prompt is required (1-32000 characters)."
-    if str(fields.get("seconds", "4")) not in SECONDS:
-        return "seconds", f"Invalid seconds; expected one of {sorted(SECONDS, key=int)}."
-    if str(fields.get("size", "720x1280")) not in SIZES:
-        return "size", f"Invalid size; expected one of {sorted(SIZES)}."
+        return "prompt", "prompt is required (1-32000 characters).", None
+    model, size = str(fields.get("model", "sora-2")), str(fields.get("size", "720x1280"))
+    for param, value, allowed in (
+        ("model", model, MODELS),
+        ("seconds", str(fields.get("seconds", "4")), SECONDS),
+        ("size", size, SIZES),
+    ):
+        if value not in allowed:
+            return param, _supported(value, allowed), INVALID_VALUE
+    if size in PRO_SIZES and not model.startswith("sora-2-pro"):
+        message = f"Invalid value: '{size}'. {model} supports '720x1280' and '1280x720' only."
+        return "size", message, INVALID_VALUE
     return None
 
 
@@ -179,7 +212,8 @@ def build_router(ctx: EmulatorContext) -> APIRouter:
         except ValueError:
             return openai_error(400, "Could not parse the request body.", Reason.BAD_REQUEST)
         if invalid := _validate(fields):
-            return openai_error(400, invalid[1], Reason.BAD_REQUEST, invalid[0])
+            param, message, code = invalid
+            return openai_error(400, message, Reason.BAD_REQUEST, param, code)
         return await start(request, fields, key, None)
 
     @router.post("/videos/{video_id}/remix")

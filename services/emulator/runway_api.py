@@ -4,13 +4,13 @@ Every call needs `X-Runway-Version: 2024-11-06` (else 400 `{"error": ...}`) and 
 Tasks beyond `runway_concurrency` active tasks per key stay THROTTLED until a slot frees.
 SUCCEEDED `output` URLs live under `/runway/outputs/...` and expire after `result_ttl_seconds`
 (403 after that; GET the task again for fresh ones). Input moderation surfaces, as on Runway,
-as a task that FAILS at once with `SAFETY.INPUT.TEXT`.
+as a task that FAILS at once with `INPUT_PREPROCESSING.SAFETY.TEXT`. After DELETE the task
+answers as `CANCELLED` with its final cost (the SDK's `Cancelled` model), and its outputs 404.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -37,7 +37,6 @@ from services.emulator.tasks import Outcome, Phase, Task
 PROVIDER = "runway"
 API_VERSION = "2024-11-06"
 CREDITS_PER_SECOND = 12
-_RATIO = re.compile(r"^(\d{2,4}):(\d{2,4})$")
 _STATUS = {
     Phase.THROTTLED: "THROTTLED",
     Phase.QUEUED: "PENDING",
@@ -46,9 +45,27 @@ _STATUS = {
     Phase.FAILED: "FAILED",
     Phase.CANCELLED: "CANCELLED",
 }
+# runwayml `types/text_to_video_create_params.py` / `image_to_video_create_params.py`: the models
+# the emulator serves, with their `ratio` literals and allowed `duration`s. Any other model id
+# (retired ones such as gen4_aleph or gen3a_turbo included) is refused like an unknown
+# discriminator value.
+_GEN4_IMAGE_RATIOS = ("1280:720", "720:1280", "1104:832", "832:1104", "960:960", "1584:672")
+_VEO_RATIOS = ("1280:720", "720:1280", "1080:1920", "1920:1080")
+_TEXT_MODELS: dict[str, tuple[tuple[str, ...], tuple[int, ...]]] = {
+    "gen4.5": (("1280:720", "720:1280"), tuple(range(2, 11))),
+    "veo3.1": (_VEO_RATIOS, (4, 6, 8)),
+    "veo3.1_fast": (_VEO_RATIOS, (4, 6, 8)),
+}
+_IMAGE_MODELS: dict[str, tuple[tuple[str, ...], tuple[int, ...]]] = {
+    "gen4.5": (_GEN4_IMAGE_RATIOS, tuple(range(2, 11))),
+    "gen4_turbo": (_GEN4_IMAGE_RATIOS, tuple(range(2, 11))),
+    "veo3.1": (_VEO_RATIOS, (4, 6, 8)),
+    "veo3.1_fast": (_VEO_RATIOS, (4, 6, 8)),
+}
 _FAILURES = {
+    # Runway reports a prompt refused by its text moderation this way (task-failures page).
     Outcome.MODERATION_INPUT: (
-        "SAFETY.INPUT.TEXT",
+        "INPUT_PREPROCESSING.SAFETY.TEXT",
         "The prompt text did not pass content moderation.",
     ),
     Outcome.MODERATION_OUTPUT: (
@@ -94,6 +111,8 @@ def task_body(ctx: EmulatorContext, task: Task) -> dict[str, Any]:
     if phase is Phase.FAILED:
         code, message = _FAILURES.get(task.outcome, _FAILURES[Outcome.INTERNAL])
         body.update(failure=message, failureCode=code, cost={"credits": 0})
+    if phase is Phase.CANCELLED:
+        body["cost"] = {"credits": int(task.extra.get("charged_credits", 0))}
     return body
 
 
@@ -109,11 +128,18 @@ def _validate(body: Any, image: bool) -> str | None:
         return "promptText: must be at most 1000 characters"
     if image and not body.get("promptImage"):
         return "promptImage: Required"
-    if not _RATIO.match(str(body.get("ratio", ""))):
-        return "ratio: Invalid enum value"
-    duration = body.get("duration", 5)
-    if not isinstance(duration, int) or not 2 <= duration <= 10:
-        return "duration: must be an integer from 2 to 10"
+    models = _IMAGE_MODELS if image else _TEXT_MODELS
+    known = models.get(body["model"])
+    if known is None:
+        expected = " | ".join(f"'{m}'" for m in models)
+        return f"model: Invalid discriminator value. Expected {expected}"
+    ratios, durations = known
+    if body.get("ratio") not in ratios:
+        return "ratio: Invalid enum value. Expected " + " | ".join(f"'{r}'" for r in ratios)
+    duration = body.get("duration", durations[-1])
+    if not isinstance(duration, int) or duration not in durations:
+        allowed = ", ".join(str(d) for d in durations)
+        return f"duration: must be one of {allowed} for {body['model']}"
     return None
 
 
@@ -198,7 +224,15 @@ def build_router(ctx: EmulatorContext) -> APIRouter:
         task = ctx.store.get(PROVIDER, task_id)
         if task is None or task.owner != key:
             return runway_error(404, "Task not found.", Reason.NOT_FOUND)
-        ctx.store.remove(PROVIDER, task_id)
+        # runwayml types the task fetched afterwards as `Cancelled` ("A cancelled or deleted
+        # task", with its final cost): a running or finished task stays charged, a pending or
+        # throttled one is refunded. Its outputs are gone.
+        phase = task.phase(ctx.clock.now())
+        if phase is not Phase.CANCELLED:
+            charged = phase in (Phase.RUNNING, Phase.SUCCEEDED)
+            credits = int(task.spec.seconds * CREDITS_PER_SECOND) if charged else 0
+            task.extra["charged_credits"] = credits
+            ctx.store.cancel(PROVIDER, task_id)
         return Response(status_code=204)
 
     @router.get("/outputs/{task_id}/{name}")

@@ -171,6 +171,16 @@ class TaskStore:
                 self._reschedule(provider, task.owner)
         return task
 
+    def cancel(self, provider: str, task_id: str) -> Task | None:
+        """Cancel (or, once finished, delete) a task but keep it answerable as CANCELLED;
+        a limited owner's queue moves up."""
+        with self._lock:
+            task = self._tasks.get(provider, {}).get(task_id)
+            if task is not None and task.cancelled_at is None:
+                task.cancelled_at = self.clock.now()
+                self._reschedule(provider, task.owner)
+        return task
+
     def _reschedule(self, provider: str, owner: str) -> None:
         limit = self._concurrency.get(provider)
         if not limit:

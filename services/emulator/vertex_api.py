@@ -31,10 +31,12 @@ from services.emulator.context import (
 from services.emulator.faults import CallKind
 from services.emulator.google_common import (
     RAI_REASON,
+    RETIRED_MODELS,
     RPC_INTERNAL,
     api_key,
     begin_veo_create,
     google_error,
+    google_errors,
 )
 from services.emulator.tasks import Outcome, Phase, Task
 
@@ -94,6 +96,7 @@ async def _video(ctx: EmulatorContext, task: Task, index: int) -> dict[str, str]
 
 def build_router(ctx: EmulatorContext) -> APIRouter:
     router = APIRouter()
+    errors = google_errors(ctx, vertex_error)
 
     def authorize(request: Request) -> Response | str:
         key = bearer_token(request) or api_key(request)
@@ -115,8 +118,15 @@ def build_router(ctx: EmulatorContext) -> APIRouter:
         key = authorize(request)
         if isinstance(key, Response):
             return key
+        if model in RETIRED_MODELS:
+            resource = resource_name(project, location, model)
+            msg = (
+                f"Publisher Model `{resource}` was not found or your project does not have "
+                "access to it. Please ensure you are using a valid model version."
+            )
+            return vertex_error(404, msg, Reason.NOT_FOUND)
         begun = await begin_veo_create(
-            ctx, request, provider=PROVIDER, owner=key, model=model, errors=vertex_error
+            ctx, request, provider=PROVIDER, owner=key, model=model, errors=errors
         )
         if isinstance(begun, Response):
             return begun
@@ -146,7 +156,7 @@ def build_router(ctx: EmulatorContext) -> APIRouter:
         key = authorize(request)
         if isinstance(key, Response):
             return key
-        if fault := await guard(ctx, PROVIDER, CallKind.STATUS, vertex_error):
+        if fault := await guard(ctx, PROVIDER, CallKind.STATUS, errors):
             return fault
         try:
             op_name = str(json.loads(await request.body() or b"{}").get("operationName", ""))

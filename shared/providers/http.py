@@ -10,8 +10,11 @@ Classification of an error response (`classify_response`)::
     400, 422, other 4xx      -> ProviderRejected INVALID_INPUT, or MODERATION_INPUT when the
                                 body talks about moderation / safety
     429                      -> ProviderUnavailable RATE_LIMITED (retry_after from Retry-After /
-                                retry-after-ms), or ProviderRejected QUOTA_EXHAUSTED when the
-                                body talks about quota / credits / arrears and gives no wait
+                                retry-after-ms, else Google's `google.rpc.RetryInfo.retryDelay`
+                                in the body's `error.details`), or ProviderRejected
+                                QUOTA_EXHAUSTED when a Google `QuotaFailure` violation names a
+                                per-day quota, or when the body talks about quota / credits /
+                                arrears and neither a wait nor a per-minute violation is given
     5xx                      -> ProviderUnavailable PROVIDER_ERROR
 
 QUOTA_EXHAUSTED is raised as `ProviderRejected` because its retry advice says "not on the same
@@ -23,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import email.utils
 import json
+import re
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from datetime import UTC, datetime
@@ -47,10 +51,25 @@ MAX_RAW_STRING = 512
 
 Clock = Callable[[], float]
 
-_MODERATION_WORDS = ("moderation", "safety", "content policy", "content_policy", "sensitive")
+_MODERATION_WORDS = (
+    "moderation",
+    "safety",
+    "content policy",
+    "content_policy",
+    "sensitive",
+    "usage guidelines",  # Google: "... violates Vertex AI's usage guidelines"
+    "responsible ai",
+)
 # Wording of a used-up balance. Bare "quota" is not enough: Google's per-minute 429
 # (RESOURCE_EXHAUSTED) says "check quota" and is a rate limit.
 _QUOTA_WORDS = ("insufficient_quota", "current quota", "credit", "arrears", "billing", "balance")
+GOOGLE_RETRY_INFO = "type.googleapis.com/google.rpc.RetryInfo"
+GOOGLE_QUOTA_FAILURE = "type.googleapis.com/google.rpc.QuotaFailure"
+# A protobuf Duration in JSON: decimal seconds with an "s" suffix ("32s", "1.5s").
+_PROTO_DURATION = re.compile(r"^(\d+(?:\.\d+)?)s$")
+# Quota ids such as "GenerateRequestsPerDayPerProjectPerModel-FreeTier": waiting minutes
+# does not help, so these are a used-up quota, not a rate limit.
+_DAILY_QUOTA_WORDS = ("perday", "per_day", "daily")
 
 
 @contextlib.asynccontextmanager
@@ -126,6 +145,48 @@ def error_details(body: Any) -> tuple[str, str | None]:
     return (str(message)[:500], None if code is None else str(code))
 
 
+def _google_details(body: Any) -> list[dict[str, Any]]:
+    err = body.get("error") if isinstance(body, dict) else None
+    details = err.get("details") if isinstance(err, dict) else None
+    return [d for d in details if isinstance(d, dict)] if isinstance(details, list) else []
+
+
+def google_retry_delay(body: Any) -> float | None:
+    """Seconds from a `google.rpc.RetryInfo` detail of a Google error body, else None."""
+    for detail in _google_details(body):
+        if detail.get("@type") == GOOGLE_RETRY_INFO:
+            match = _PROTO_DURATION.match(str(detail.get("retryDelay", "")))
+            if match:
+                return float(match.group(1))
+    return None
+
+
+def google_quota_violations(body: Any) -> list[str]:
+    """`quotaId quotaMetric` of every `google.rpc.QuotaFailure` violation in a Google error."""
+    return [
+        f"{violation.get('quotaId', '')} {violation.get('quotaMetric', '')}"
+        for detail in _google_details(body)
+        if detail.get("@type") == GOOGLE_QUOTA_FAILURE
+        for violation in detail.get("violations") or []
+        if isinstance(violation, dict)
+    ]
+
+
+def _classify_429(
+    text: str, wording: str, code: str | None, body: Any, retry_after: float | None
+) -> ProviderError:
+    violations = google_quota_violations(body)
+    if any(_mentions(v, _DAILY_QUOTA_WORDS) for v in violations):
+        return ProviderRejected(
+            FailureClass.QUOTA_EXHAUSTED, text, provider_code=code, retry_after=retry_after
+        )
+    if retry_after is None and not violations and _mentions(wording, _QUOTA_WORDS):
+        return ProviderRejected(FailureClass.QUOTA_EXHAUSTED, text, provider_code=code)
+    return ProviderUnavailable(
+        FailureClass.RATE_LIMITED, text, provider_code=code, retry_after=retry_after
+    )
+
+
 def _mentions(text: str, words: tuple[str, ...]) -> bool:
     lowered = text.lower()
     return any(word in lowered for word in words)
@@ -150,12 +211,9 @@ def classify_response(response: httpx.Response, provider: str) -> ProviderError:
     if status == 409:
         return ProviderUnavailable(FailureClass.PROVIDER_ERROR, text, provider_code=code)
     if status == 429:
-        wording = f"{message} {code or ''}"
-        if retry_after is None and _mentions(wording, _QUOTA_WORDS):
-            return ProviderRejected(FailureClass.QUOTA_EXHAUSTED, text, provider_code=code)
-        return ProviderUnavailable(
-            FailureClass.RATE_LIMITED, text, provider_code=code, retry_after=retry_after
-        )
+        if retry_after is None:
+            retry_after = google_retry_delay(body)
+        return _classify_429(text, f"{message} {code or ''}", code, body, retry_after)
     if status >= 500:
         return ProviderUnavailable(
             FailureClass.PROVIDER_ERROR, text, provider_code=code, retry_after=retry_after

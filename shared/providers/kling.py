@@ -61,6 +61,10 @@ _STATES = {
 }
 _MODES = {"720p": "std", "1080p": "pro"}
 _MODERATION_WORDS = ("risk", "safety", "sensitive", "moderation", "policy")
+# Kling's callback protocol only says `task_status_msg` gives the reason (for example "triggering
+# the platform's content moderation"); there is no code. A moderation message that names what
+# was sent (the prompt, the input image or video) is input moderation: a re-roll cannot pass.
+_INPUT_WORDS = ("input", "prompt", "image", "uploaded", "reference", "entered")
 
 # Envelope code -> (failure class, transient?)
 _CODES: dict[int, tuple[FailureClass, bool]] = {
@@ -126,13 +130,15 @@ def envelope_error(body: Mapping[str, Any], response: httpx.Response) -> Provide
 
 def task_failure(message: str | None) -> Failure:
     text = message or "task failed"
-    moderated = any(word in text.lower() for word in _MODERATION_WORDS)
-    return Failure(
-        failure_class=FailureClass.MODERATION_OUTPUT
-        if moderated
-        else FailureClass.GENERATION_FAILED,
-        message=text,
-    )
+    lowered = text.lower()
+    failure_class = FailureClass.GENERATION_FAILED
+    if any(word in lowered for word in _MODERATION_WORDS):
+        failure_class = (
+            FailureClass.MODERATION_INPUT
+            if any(word in lowered for word in _INPUT_WORDS)
+            else FailureClass.MODERATION_OUTPUT
+        )
+    return Failure(failure_class=failure_class, message=text)
 
 
 def to_status(data: Mapping[str, Any]) -> TaskStatus:

@@ -42,11 +42,15 @@ _STATES = {
     "completed": TaskState.SUCCEEDED,
     "failed": TaskState.FAILED,
 }
+# openai-python `types/video_size.py` (generated from OpenAI's OpenAPI spec) allows only
+# 720x1280, 1280x720, 1024x1792 and 1792x1024; the real API answers 400 to anything else
+# (1920x1080 included). The 1024x1792 / 1792x1024 sizes are Sora 2 Pro's high tier (priced
+# apart from 720p on OpenAI's pricing page), so our "1080p" means that tier for sora-2-pro.
 _SIZES = {
     ("720p", "16:9"): "1280x720",
     ("720p", "9:16"): "720x1280",
-    ("1080p", "16:9"): "1920x1080",
-    ("1080p", "9:16"): "1080x1920",
+    ("1080p", "16:9"): "1792x1024",
+    ("1080p", "9:16"): "1024x1792",
 }
 _MODERATION_HINTS = ("moderation", "safety", "policy", "blocked", "content_filter")
 

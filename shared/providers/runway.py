@@ -48,9 +48,15 @@ _STATES = {
     "CANCELLED": TaskState.CANCELLED,
 }
 _RATIOS = {"16:9": "1280:720", "9:16": "720:1280", "1:1": "960:960"}
+# Runway's "Task failures" page (docs.dev.runwayml.com/errors/task-failures): no `SAFETY.*`
+# code (input or output) should be retried, so all of them are MODERATION_INPUT, which neither
+# retries nor falls back with the same prompt; `INPUT_PREPROCESSING.SAFETY.TEXT` is the prompt
+# refused by moderation; `INPUT_PREPROCESSING.INTERNAL` is a failure *of* the moderation step
+# (transient); `INTERNAL.BAD_OUTPUT.*` may be retried. First matching prefix wins.
 _FAILURE_PREFIXES: tuple[tuple[str, FailureClass], ...] = (
-    ("SAFETY.INPUT", FailureClass.MODERATION_INPUT),
-    ("SAFETY.OUTPUT", FailureClass.MODERATION_OUTPUT),
+    ("SAFETY.", FailureClass.MODERATION_INPUT),
+    ("INPUT_PREPROCESSING.SAFETY", FailureClass.MODERATION_INPUT),
+    ("INPUT_PREPROCESSING.INTERNAL", FailureClass.PROVIDER_ERROR),
     ("INTERNAL.BAD_OUTPUT", FailureClass.GENERATION_FAILED),
     ("ASSET.INVALID", FailureClass.INVALID_INPUT),
     ("INPUT_PREPROCESSING", FailureClass.INVALID_INPUT),

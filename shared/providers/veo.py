@@ -57,6 +57,23 @@ GRPC_FAILURES: dict[int, FailureClass] = {
     16: FailureClass.AUTH,
 }
 WEBHOOK_EVENTS = frozenset({"video.generated"})
+# Google's "Responsible AI and usage guidelines for Veo": a reason saying the prompt could not
+# be submitted, or naming the input image/video, means the *input* tripped the filter (a re-roll
+# cannot pass); fewer videos than asked for, with no such wording, means outputs were filtered.
+# The support codes (e.g. 15236754) name a category, not the side, so the wording decides.
+_INPUT_FILTER_WORDS = (
+    "input image",
+    "input video",
+    "reference image",
+    "could not be submitted",
+    "couldn't be submitted",
+    "the prompt",
+    "this prompt",
+    "your prompt",
+    "different prompt",
+    "different image",
+)
+_INPUT_POLICY_WORDS = ("safety", "usage guidelines", "responsible ai", "violat")
 
 
 def image_instance(image_url: str, provider: str) -> dict[str, str]:
@@ -98,7 +115,7 @@ def grpc_failure(error: Mapping[str, Any]) -> Failure:
         else FailureClass.GENERATION_FAILED
     )
     message = str(error.get("message") or "operation failed")
-    if failure_class is FailureClass.INVALID_INPUT and "safety" in message.lower():
+    if failure_class is FailureClass.INVALID_INPUT and _mentions(message, _INPUT_POLICY_WORDS):
         failure_class = FailureClass.MODERATION_INPUT
     return Failure(failure_class=failure_class, message=message, provider_code=str(code))
 
@@ -108,11 +125,19 @@ def filtered_failure(response: Mapping[str, Any]) -> Failure | None:
     reasons = [str(r) for r in response.get("raiMediaFilteredReasons") or []]
     if not count and not reasons:
         return None
+    text = "; ".join(reasons)
     return Failure(
-        failure_class=FailureClass.MODERATION_OUTPUT,
-        message="; ".join(reasons) or f"{count} video(s) removed by the safety filter",
+        failure_class=FailureClass.MODERATION_INPUT
+        if _mentions(text, _INPUT_FILTER_WORDS)
+        else FailureClass.MODERATION_OUTPUT,
+        message=text or f"{count} video(s) removed by the safety filter",
         provider_code="RAI_FILTERED",
     )
+
+
+def _mentions(text: str, words: tuple[str, ...]) -> bool:
+    lowered = text.lower()
+    return any(word in lowered for word in words)
 
 
 def operation_status(

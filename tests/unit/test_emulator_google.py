@@ -81,7 +81,7 @@ def test_gemini_accepts_snake_case_parameters(client: TestClient, clock: FakeClo
         "parameters": {"duration_seconds": 4, "aspect_ratio": "9:16", "sample_count": 2},
     }
     op = client.post(
-        "/gemini/v1beta/models/veo-2.0-generate-001:predictLongRunning", headers=KEY, json=body
+        "/gemini/v1beta/models/veo-3.1-generate-preview:predictLongRunning", headers=KEY, json=body
     ).json()
     clock.advance(3)
     done = client.get(f"/gemini/v1beta/{op['name']}", headers=KEY).json()

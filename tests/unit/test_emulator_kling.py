@@ -177,3 +177,29 @@ def test_callback_receives_bare_data_on_every_status_change(
             time.sleep(0.02)
     assert [c["task_status"] for c in callbacks] == ["processing", "succeed"]
     assert all(c["task_id"] == data["task_id"] and "code" not in c for c in callbacks)
+
+
+@pytest.mark.parametrize(
+    ("fields", "ok"),
+    [
+        ({"model_name": "kling-v2-6", "duration": "5", "mode": "pro", "sound": "on"}, True),
+        ({"model_name": "kling-v2-6", "duration": "5", "mode": "std", "sound": "on"}, False),
+        ({"model_name": "kling-v2-6", "duration": "7"}, False),
+        ({"model_name": "kling-v3", "duration": "15", "mode": "std", "sound": "on"}, True),
+        ({"model_name": "kling-v3", "duration": "16"}, False),
+        ({"model_name": "gen4.5", "duration": "5"}, False),
+    ],
+)
+def test_kling_refuses_durations_and_sound_the_model_does_not_offer(
+    client: TestClient, clock: FakeClock, fields: dict[str, str], ok: bool
+) -> None:
+    if ok:
+        assert create(client, clock, **fields)["task_status"] == "submitted"
+        return
+    resp = client.post(
+        "/kling/v1/videos/text2video",
+        headers=auth(clock),
+        json={"prompt": "a fox", **fields},
+    )
+    assert resp.status_code == 400
+    assert resp.json()["code"] == 1201

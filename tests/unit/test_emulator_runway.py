@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import pydantic
 import pytest
 from fastapi.testclient import TestClient
 
@@ -88,14 +89,76 @@ def test_tasks_beyond_the_concurrency_limit_stay_throttled_until_a_slot_frees(
     assert client.post("/runway/v1/text_to_video", headers=other, json=BODY).status_code == 200
 
 
-def test_deleting_a_running_task_answers_204_then_404_and_frees_its_slot(
+def test_a_deleted_running_task_answers_as_cancelled_with_its_cost_and_frees_its_slot(
     client: TestClient, clock: FakeClock
 ) -> None:
+    """runwayml's TaskRetrieveResponse types a deleted task as `Cancelled` ("A cancelled or
+    deleted task") with a final `cost`, so GET after DELETE is a CANCELLED task, not 404."""
+    runway_types = pytest.importorskip("runwayml.types")
     ids = [create(client) for _ in range(3)]
     clock.advance(2)
     assert client.delete(f"/runway/v1/tasks/{ids[0]}", headers=HEADERS).status_code == 204
-    assert client.get(f"/runway/v1/tasks/{ids[0]}", headers=HEADERS).status_code == 404
+    cancelled = status(client, ids[0])
+    assert cancelled["status"] == "CANCELLED"
+    assert cancelled["cost"]["credits"] > 0  # it was RUNNING: no refund
+    typed = pydantic.TypeAdapter(runway_types.TaskRetrieveResponse).validate_python(cancelled)
+    assert typed.status == "CANCELLED"
     assert status(client, ids[2])["status"] == "PENDING"
+    clock.advance(2)
+    assert status(client, ids[2])["status"] == "RUNNING"
+
+
+def test_a_deleted_succeeded_task_loses_its_outputs(client: TestClient, clock: FakeClock) -> None:
+    task_id = create(client)
+    clock.advance(6)
+    url = status(client, task_id)["output"][0]
+    assert client.delete(f"/runway/v1/tasks/{task_id}", headers=HEADERS).status_code == 204
+    assert status(client, task_id)["status"] == "CANCELLED"
+    assert "output" not in status(client, task_id)
+    assert client.get(url).status_code == 404
+
+
+def test_a_pending_task_deleted_is_refunded(client: TestClient) -> None:
+    ids = [create(client) for _ in range(3)]
+    assert client.delete(f"/runway/v1/tasks/{ids[2]}", headers=HEADERS).status_code == 204
+    assert status(client, ids[2]) | {"createdAt": None} == {
+        "id": ids[2],
+        "createdAt": None,
+        "status": "CANCELLED",
+        "cost": {"credits": 0},
+    }
+
+
+@pytest.mark.parametrize(
+    ("path", "overrides", "field"),
+    [
+        ("text_to_video", {"model": "gen4_aleph"}, "model"),
+        ("text_to_video", {"model": "gen3a_turbo"}, "model"),
+        ("text_to_video", {"model": "gen4_turbo"}, "model"),  # image_to_video only
+        ("text_to_video", {"ratio": "960:960"}, "ratio"),
+        ("text_to_video", {"ratio": "1920:1080"}, "ratio"),
+        ("text_to_video", {"duration": 11}, "duration"),
+        ("text_to_video", {"model": "veo3.1", "duration": 5}, "duration"),
+        ("image_to_video", {"ratio": "1:1"}, "ratio"),
+    ],
+)
+def test_refuses_models_ratios_and_durations_runway_does_not_serve(
+    client: TestClient, path: str, overrides: dict[str, object], field: str
+) -> None:
+    body = {**BODY, "promptImage": "https://img.example/a.png", **overrides}
+    resp = client.post(f"/runway/v1/{path}", headers=HEADERS, json=body)
+    assert resp.status_code == 400
+    assert resp.json()["error"].startswith(f"{field}:")
+
+
+def test_accepts_what_the_sdk_types_allow(client: TestClient) -> None:
+    for path, overrides in (
+        ("text_to_video", {"model": "veo3.1_fast", "ratio": "1920:1080", "duration": 8}),
+        ("image_to_video", {"model": "gen4_turbo", "ratio": "960:960", "duration": 10}),
+    ):
+        body = {**BODY, "promptImage": "https://img.example/a.png", **overrides}
+        resp = client.post(f"/runway/v1/{path}", headers=HEADERS, json=body)
+        assert resp.status_code == 200, resp.text
 
 
 def test_output_urls_expire_and_a_fresh_get_signs_new_ones(
@@ -114,7 +177,7 @@ def test_output_urls_expire_and_a_fresh_get_signs_new_ones(
 @pytest.mark.parametrize(
     ("trigger", "code"),
     [
-        ("[fail:moderation_input]", "SAFETY.INPUT.TEXT"),
+        ("[fail:moderation_input]", "INPUT_PREPROCESSING.SAFETY.TEXT"),
         ("[fail:moderation_output]", "SAFETY.OUTPUT.VIDEO"),
         ("[fail:internal]", "INTERNAL.BAD_OUTPUT.CODE01"),
     ],

@@ -65,13 +65,18 @@ async def test_submit_sends_seconds_and_size_as_strings_and_returns_the_video_id
     assert api.sent_headers("POST", f"{BASE}/videos")["authorization"] == "Bearer sk-test"
 
 
-async def test_submit_maps_1080p_to_full_hd_sizes_for_sora_2_pro_only(
+async def test_submit_maps_1080p_to_the_sora_2_pro_high_sizes_for_sora_2_pro_only(
     api: FakeProviderApi, client: httpx.AsyncClient
 ) -> None:
+    """openai-python `types/video_size.py` allows 720x1280, 1280x720, 1024x1792 and 1792x1024
+    only; 1920x1080 (sent before, failed first) is answered 400 by the real API."""
     api.on("POST", f"{BASE}/videos", fixture_name="openai/create_queued")
-    hd = REQUEST.model_copy(update={"resolution": "1080p"})
+    hd = REQUEST.model_copy(update={"resolution": "1080p", "aspect_ratio": "16:9"})
     await provider(client).submit(hd, "sora-2-pro")
-    assert api.sent_json("POST", f"{BASE}/videos")["size"] == "1920x1080"
+    assert api.sent_json("POST", f"{BASE}/videos")["size"] == "1792x1024"
+    tall = hd.model_copy(update={"aspect_ratio": "9:16"})
+    await provider(client).submit(tall, "sora-2-pro")
+    assert api.sent_json("POST", f"{BASE}/videos")["size"] == "1024x1792"
     with pytest.raises(ProviderRejected) as caught:
         await provider(client).submit(hd, "sora-2")
     assert caught.value.failure_class is FailureClass.INVALID_INPUT

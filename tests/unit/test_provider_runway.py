@@ -138,7 +138,7 @@ async def test_status_of_a_succeeded_task_lists_expiring_output_urls(
     ("name", "failure_class"),
     [
         ("runway/task_failed_safety_input", FailureClass.MODERATION_INPUT),
-        ("runway/task_failed_safety_output", FailureClass.MODERATION_OUTPUT),
+        ("runway/task_failed_safety_output", FailureClass.MODERATION_INPUT),
         ("runway/task_failed_bad_output", FailureClass.GENERATION_FAILED),
         ("runway/task_failed_asset", FailureClass.INVALID_INPUT),
         ("runway/task_failed_unlisted", FailureClass.GENERATION_FAILED),
