@@ -23,6 +23,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 
 from services.emulator.context import (
+    RETRY_IN_BODY,
     EmulatorContext,
     NewTask,
     Reason,
@@ -35,7 +36,7 @@ from services.emulator.context import (
 )
 from services.emulator.faults import CallKind
 from services.emulator.gemini_interactions_request import OmniRequest, parse_create
-from services.emulator.google_common import api_key
+from services.emulator.google_common import api_key, quota_details
 from services.emulator.tasks import TERMINAL, Outcome, Phase, Task
 from shared.webhooks import sign_headers
 
@@ -49,7 +50,10 @@ _CODES = {
     Reason.SERVER_ERROR: "internal",
     Reason.MODERATION: "invalid_argument",
     Reason.NOT_READY: "failed_precondition",
+    Reason.QUOTA_EXHAUSTED: "resource_exhausted",
 }
+PER_MINUTE = "GenerateRequestsPerMinutePerProjectPerModel"
+PER_DAY = "GenerateRequestsPerDayPerProjectPerModel"
 _ID = re.compile(r"^v1_[a-z0-9]{24}$")
 SAFETY_MESSAGE = "The generated video was blocked by the (emulated) safety filter."
 
@@ -62,13 +66,16 @@ def build_router(ctx: EmulatorContext) -> APIRouter:
     router = APIRouter(prefix="/gemini/v1beta")
 
     def errors(status: int, message: str, reason: Reason) -> Response:
+        # The Interactions error envelope has a string `code`; a 429 says how long to wait in
+        # `details` (QuotaFailure + RetryInfo), not in a Retry-After header.
         error: dict[str, Any] = {"code": _CODES[reason], "message": message}
-        if status == 429:  # Google puts the wait in the body, not in a Retry-After header
-            delay = f"{ctx.tunables.retry_after_seconds}s"
-            error["details"] = [
-                {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": delay}
-            ]
+        if reason is Reason.RATE_LIMITED:
+            error["details"] = quota_details(PER_MINUTE, float(ctx.tunables.retry_after_seconds))
+        elif reason is Reason.QUOTA_EXHAUSTED:
+            error["details"] = quota_details(PER_DAY, None)
         return json_response({"error": error}, status)
+
+    setattr(errors, RETRY_IN_BODY, True)
 
     async def checked(request: Request, kind: CallKind) -> Response | str:
         key = api_key(request)
@@ -79,9 +86,7 @@ def build_router(ctx: EmulatorContext) -> APIRouter:
                 400, "API key not valid. Please pass a valid API key.", Reason.AUTH_INVALID
             )
         fault = await guard(ctx, PROVIDER, kind, errors)
-        if fault is not None:
-            return _without_retry_after(fault)
-        return key
+        return key if fault is None else fault
 
     def lookup(interaction_id: str, key: str) -> Task | Response:
         task = ctx.store.get(PROVIDER, interaction_id) if _ID.match(interaction_id) else None
@@ -105,7 +110,7 @@ def build_router(ctx: EmulatorContext) -> APIRouter:
             return errors(status, message, reason)
         planned = plan_create(ctx, PROVIDER, key, parsed.prompt, errors)
         if isinstance(planned, Response):
-            return _without_retry_after(planned)
+            return planned
         plan, triggers = planned
         if plan.reject_input:
             msg = "The prompt was blocked: it violates the (emulated) safety policy."
@@ -170,13 +175,6 @@ def build_router(ctx: EmulatorContext) -> APIRouter:
 
     ctx.notifier.register(PROVIDER, lambda task, phase: _notify(ctx, task, phase))
     return router
-
-
-def _without_retry_after(response: Response) -> Response:
-    """The shared fault helper adds Retry-After; Google sends the wait only in the body."""
-    if "retry-after" in response.headers:
-        del response.headers["retry-after"]
-    return response
 
 
 def _new_task(ctx: EmulatorContext, request: Request, parsed: OmniRequest, key: str) -> NewTask:

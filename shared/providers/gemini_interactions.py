@@ -40,7 +40,6 @@ from shared.providers.base import (
     WebhookHint,
 )
 from shared.providers.errors import FailureClass, ProviderRejected, ProviderUnavailable
-from shared.providers.google_errors import classify_google_response
 from shared.providers.http import (
     Clock,
     HttpEdge,
@@ -189,14 +188,9 @@ class InteractionsVideo:
         return f"{self._base}/v1beta/interactions{path}{suffix}"
 
     async def _call(self, method: str, url: str, json_body: Any = None) -> httpx.Response:
-        # 4xx/5xx are classified here rather than in HttpEdge: Google's 429 says how long to
-        # wait in the body (RetryInfo), not in a Retry-After header.
-        response = await self._edge.call(
-            method, url, headers=self._headers, json_body=json_body, allow_statuses=_ERRORS
-        )
-        if response.status_code >= 400:
-            raise classify_google_response(response, self.name)
-        return response
+        # Error statuses are classified by HttpEdge; a Google 429's wait comes from the body's
+        # google.rpc.RetryInfo there (Google sends no Retry-After header).
+        return await self._edge.call(method, url, headers=self._headers, json_body=json_body)
 
     async def _get(self, ref: TaskRef) -> dict[str, Any]:
         response = await self._call("GET", self._url(ref.task_id))
@@ -279,9 +273,6 @@ def interaction_hint(event: Mapping[str, Any]) -> WebhookHint:
         event_type=event_type,
         raw_status=event_type.partition(".")[2],
     )
-
-
-_ERRORS = tuple(range(400, 600))
 
 
 def _json_object(response: httpx.Response) -> dict[str, Any]:

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from shared.providers.base import GenerationRequest, TaskRef, TaskState, TaskStatus, VideoProvider
-from shared.providers.errors import FailureClass, ProviderRejected
+from shared.providers.errors import FailureClass, ProviderRejected, ProviderUnavailable
 from shared.providers.registry import PROVIDER_NAMES, build_provider
 from shared.providers.settings import ProviderSettings
 from tests.contract.conftest import KLING_ACCESS_KEY, KLING_SECRET_KEY
@@ -145,6 +145,15 @@ async def test_an_output_moderation_trigger_ends_failed_as_moderation_output(
     assert status.state is TaskState.FAILED, status
     assert status.failure is not None
     assert status.failure.failure_class is FailureClass.MODERATION_OUTPUT
+
+
+async def test_a_rate_limited_create_is_transient_and_says_how_long_to_wait(
+    adapter: VideoProvider, case: Case
+) -> None:
+    with pytest.raises(ProviderUnavailable) as caught:
+        await adapter.submit(request_for(case, "A kite over a beach [fail:429]"), case.model)
+    assert caught.value.failure_class is FailureClass.RATE_LIMITED
+    assert caught.value.retry_after == 1.0  # the emulator's RETRY_AFTER_SECONDS default
 
 
 async def test_an_unknown_task_is_not_found(adapter: VideoProvider, case: Case) -> None:

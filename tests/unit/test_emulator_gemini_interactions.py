@@ -129,8 +129,21 @@ def test_a_429_carries_retry_info_in_the_body_and_no_retry_after_header(
     resp = client.post(ROOT, headers=KEY, json=body(prompt="a kite [fail:429]"))
     assert resp.status_code == 429
     assert "retry-after" not in resp.headers
+    error = resp.json()["error"]
+    assert error["code"] == "resource_exhausted"
+    retry = [d for d in error["details"] if d["@type"].endswith("google.rpc.RetryInfo")]
+    assert retry == [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "1s"}]
+
+
+def test_a_used_up_daily_quota_names_the_per_day_quota_and_gives_no_retry_delay(
+    client: TestClient,
+) -> None:
+    resp = client.post(ROOT, headers=KEY, json=body(prompt="a kite [fail:quota]"))
+    assert resp.status_code == 429
     details = resp.json()["error"]["details"]
-    assert details == [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "1s"}]
+    assert not [d for d in details if d["@type"].endswith("RetryInfo")]
+    quota = [d for d in details if d["@type"].endswith("QuotaFailure")]
+    assert "PerDay" in quota[0]["violations"][0]["quotaId"]
 
 
 def test_input_moderation_is_refused_at_create_and_output_moderation_fails_the_interaction(
