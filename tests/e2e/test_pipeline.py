@@ -73,7 +73,7 @@ async def test_a_gemini_omni_job_ends_as_a_stored_mp4_through_the_interactions_a
     event = await outcomes.wait(job_id)
     assert event["type"] == "reelforge.job.completed"
     job = await wait_job(api, job_id, {"completed"})
-    attempt = job["attempts"][job["picked_attempt"]]
+    attempt = next(a for a in job["attempts"] if a["attempt_id"] == job["picked_attempt"])
     assert (attempt["provider"], attempt["model"]) == ("gemini", "gemini-omni-1.1-flash")
     assert attempt["task"]["extra"] == {"surface": "interactions"}
     width, frames, duration = await probe_video(api, job_id)
