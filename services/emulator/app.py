@@ -10,7 +10,15 @@ from pathlib import Path
 import httpx
 from fastapi import FastAPI
 
-from services.emulator import admin, gemini_api, kling_api, openai_api, runway_api, vertex_api
+from services.emulator import (
+    admin,
+    gemini_api,
+    gemini_interactions_api,
+    kling_api,
+    openai_api,
+    runway_api,
+    vertex_api,
+)
 from services.emulator.callbacks import CallbackSender, LifecycleNotifier
 from services.emulator.context import EmulatorContext
 from services.emulator.faults import FaultInjector, RateLimiter
@@ -66,6 +74,14 @@ def create_app(
 
     app = FastAPI(title="Reelforge provider emulator", lifespan=lifespan)
     app.state.ctx = ctx
-    for module in (openai_api, gemini_api, vertex_api, runway_api, kling_api, admin):
+    for module in (
+        openai_api,
+        gemini_api,
+        gemini_interactions_api,
+        vertex_api,
+        runway_api,
+        kling_api,
+        admin,
+    ):
         app.include_router(module.build_router(ctx))
     return app

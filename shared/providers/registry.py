@@ -11,11 +11,12 @@ from collections.abc import Callable
 import httpx
 
 from shared.providers.base import VideoProvider
+from shared.providers.gemini import GeminiProvider
 from shared.providers.kling import KlingProvider
 from shared.providers.openai_videos import OpenAIVideosProvider
 from shared.providers.runway import RunwayProvider
 from shared.providers.settings import ProviderSettings, secret
-from shared.providers.veo import VeoProvider, VertexVeoProvider
+from shared.providers.veo import VertexVeoProvider
 
 Builder = Callable[[ProviderSettings, httpx.AsyncClient], VideoProvider]
 
@@ -32,11 +33,12 @@ def _openai(s: ProviderSettings, client: httpx.AsyncClient) -> VideoProvider:
 
 
 def _gemini(s: ProviderSettings, client: httpx.AsyncClient) -> VideoProvider:
-    return VeoProvider(
+    return GeminiProvider(
         client,
         api_key=s.gemini_api_key.get_secret_value(),
         base_url=s.gemini_base_url,
         webhook_secret=secret(s.gemini_webhook_secret),
+        delivery=s.gemini_video_delivery,
     )
 
 

@@ -8,6 +8,8 @@ and key are configured. Env names follow each provider's SDK where one exists
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -31,6 +33,11 @@ class ProviderSettings(BaseSettings):
     gemini_webhook_secret: SecretStr | None = Field(
         SecretStr("whsec_ZW11bGF0b3ItZ2VtaW5pLXdlYmhvb2stc2VjcmV0"),
         description="Standard Webhooks secret of the Gemini static webhook.",
+    )
+    gemini_video_delivery: Literal["inline", "uri"] = Field(
+        "inline",
+        description="Interactions API video delivery (response_format.delivery): inline base64 "
+        "in the interaction, or a URI to download.",
     )
 
     vertex_project: str = Field("reelforge-local", description="Google Cloud project id.")

@@ -40,6 +40,7 @@ class Case:
     extra: tuple[tuple[str, str], ...] = ()
     # Runway says no SAFETY.* failure, output ones included, should be retried.
     output_moderation: FailureClass = FailureClass.MODERATION_OUTPUT
+    cancel: bool = True  # False: the provider has cancel, but not for this model's surface
 
 
 CASES = [
@@ -50,6 +51,15 @@ CASES = [
         "veo-3.1-fast-generate-preview",
         4,
         "models/veo-3.1-fast-generate-preview/operations/zzzzzzzzzzzz",
+        cancel=False,  # Veo operations on the Gemini API cannot be cancelled
+    ),
+    Case(
+        "gemini-omni",
+        "gemini",
+        "gemini-omni-flash-preview",
+        4,
+        "v1_" + "z" * 24,
+        extra=(("surface", "interactions"),),
     ),
     Case(
         "vertex-inline",
@@ -224,8 +234,8 @@ async def test_an_unknown_task_is_not_found(adapter: VideoProvider, case: Case) 
 async def test_a_running_task_can_be_cancelled_where_the_provider_supports_it(
     adapter: VideoProvider, case: Case
 ) -> None:
-    if not adapter.capabilities.cancel:
-        pytest.skip(f"{case.provider} has no cancel")
+    if not adapter.capabilities.cancel or not case.cancel:
+        pytest.skip(f"{case.provider} has no cancel for {case.model}")
     ref = await adapter.submit(request_for(case, "A slow pan over hills [render:20]"), case.model)
     assert await adapter.cancel(ref) is True
     # Runway answers a deleted task as CANCELLED (runwayml's `Cancelled` task model).

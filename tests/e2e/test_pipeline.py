@@ -62,6 +62,25 @@ async def test_http_job_ends_as_a_stored_mp4_with_an_event_and_a_signed_webhook(
     assert calls[0]["event"]["type"] == "reelforge.job.completed"
 
 
+async def test_a_gemini_omni_job_ends_as_a_stored_mp4_through_the_interactions_api(
+    api: httpx.AsyncClient, outcomes: Outcomes
+) -> None:
+    request = body("a paper boat on a rainy street", provider="gemini", duration_s=4,
+                   model="gemini-omni-1.1-flash", aspect_ratio="9:16")  # fmt: skip
+    created = await api.post("/v1/jobs", json=request, headers=A)
+    assert created.status_code == 202, created.text
+    job_id = created.json()["job_id"]
+    event = await outcomes.wait(job_id)
+    assert event["type"] == "reelforge.job.completed"
+    job = await wait_job(api, job_id, {"completed"})
+    attempt = next(a for a in job["attempts"] if a["attempt_id"] == job["picked_attempt"])
+    assert (attempt["provider"], attempt["model"]) == ("gemini", "gemini-omni-1.1-flash")
+    assert attempt["task"]["extra"] == {"surface": "interactions"}
+    width, frames, duration = await probe_video(api, job_id)
+    assert (width, job["result"]["height"]) == (180, 320)  # 720x1280 at render scale 0.25
+    assert frames > 0 and duration == pytest.approx(4, abs=0.2)
+
+
 async def test_job_published_on_the_request_topic_ends_as_a_video(
     api: httpx.AsyncClient,
     outcomes: Outcomes,

@@ -3,11 +3,14 @@
 Gemini API note: google-genai 3.6.1 raises ValueError for `models.generate_videos` outside
 Vertex mode ("only supported in Gemini Enterprise Agent Platform mode"), so the Gemini create
 call is made with httpx on the real wire contract; polling (`operations.get`) and the download
-(`files.download`) go through the SDK.
+(`files.download`) go through the SDK. The gemini-omni-* video models go through the SDK's own
+`client.interactions` (create, get, delete); it has no download helper, so a `uri` delivery is
+fetched with httpx.
 """
 
 from __future__ import annotations
 
+import base64
 import io
 import socket
 import threading
@@ -270,3 +273,46 @@ def test_kling_hand_signed_jwt_creates_and_downloads(emulator_url: str, tmp_path
     assert data["task_status"] == "succeed"
     video = data["task_result"]["videos"][0]
     assert_valid_mp4(httpx.get(video["url"]).content, 320, 180, 5.0)
+
+
+def test_gemini_sdk_interactions_create_poll_and_download_a_video(emulator_url: str) -> None:
+    """gemini-omni-* video through google-genai's own `interactions` client, inline and by URI."""
+    from google import genai
+    from google.genai import types
+
+    client = genai.Client(
+        api_key="gemini-emulator-key",
+        http_options=types.HttpOptions(base_url=f"{emulator_url}/gemini", api_version="v1beta"),
+    )
+    for delivery, model in (
+        ("inline", "gemini-omni-flash-preview"),
+        ("uri", "gemini-omni-1.1-flash"),
+    ):
+        interaction = client.interactions.create(
+            model=model,
+            input="a paper boat on a rainy street",
+            background=True,
+            response_format={
+                "type": "video",
+                "aspect_ratio": "9:16",
+                "duration": "4s",
+                "delivery": delivery,
+            },
+        )
+        assert interaction.status in ("queued", "in_progress")
+        deadline = time.monotonic() + 30
+        while interaction.status in ("queued", "in_progress") and time.monotonic() < deadline:
+            time.sleep(0.2)
+            interaction = client.interactions.get(interaction.id)
+        assert interaction.status == "completed"
+        video = interaction.output_video
+        assert video is not None
+        assert video.mime_type == "video/mp4"
+        if delivery == "inline":
+            assert isinstance(video.data, str)
+            data = base64.b64decode(video.data)
+        else:
+            assert video.uri
+            data = httpx.get(video.uri, headers={"x-goog-api-key": "gemini-emulator-key"}).content
+        assert_valid_mp4(data, 180, 320, 4.0)
+    client.interactions.delete(interaction.id)
