@@ -24,7 +24,9 @@ from services.intake.settings import IntakeSettings
 from shared.jobs import JobRequest, Policy
 from shared.metrics import ServiceMetrics
 from shared.providers import catalog
+from shared.providers.base import GenerationRequest
 from shared.providers.catalog import active, find_model, install, load_catalog, model_view
+from shared.providers.runway import create_body
 from shared.routing import NoRoute, plan, price
 from shared.tenants import TenantDirectory
 from tests.fakes import FakeBlobStore, FakeJobRepository
@@ -201,3 +203,20 @@ def test_models_text_is_built_from_the_views_the_api_serves() -> None:
     views = [model_view(m, TODAY) for m in catalog.load_catalog().models]
     text = models_text(views)
     assert len(text.splitlines()) == len(views) + 1
+
+
+def test_veo_3_1_is_routable_on_runway_with_its_audio_price() -> None:
+    request = explicit("runway", "veo3.1", audio=True)
+    assert route(request) == ["runway/veo3.1"]
+    spec = find_model("runway", "veo3.1")
+    assert spec is not None
+    assert price(request, spec) == pytest.approx(0.20 * 8 * 2.0)  # 40 credits/s with audio
+
+
+def test_runway_bodies_carry_audio_only_for_models_that_take_it() -> None:
+    silent = GenerationRequest(prompt="x", duration_s=8)
+    _, veo = create_body(silent.model_copy(update={"audio": True}), "veo3.1")
+    _, veo_silent = create_body(silent, "veo3.1_fast")
+    _, gen = create_body(silent.model_copy(update={"duration_s": 5}), "gen4.5")
+    assert (veo["audio"], veo_silent["audio"]) == (True, False)
+    assert "audio" not in gen  # the SDK's gen4.5 parameters have no audio field
