@@ -51,6 +51,8 @@ _STATUS = {
     Phase.FAILED: "failed",
 }
 _SIZES = {"16:9": (1280, 720), "9:16": (720, 1280), "1:1": (720, 720)}
+_SCALES = {"pro": 1.5, "4k": 3.0}  # std 720p, pro 1080p, 4k 2160p
+_4K_MODELS = ("kling-v3",)  # the Kling 3 family has a 4k mode; v2-6 and the turbo models do not
 
 
 def envelope(data: Any, code: int = 0, message: str = "SUCCEED", status: int = 200) -> Response:
@@ -144,8 +146,11 @@ def _parse(body: Any, kind: str) -> dict[str, Any] | str:
     ratio = str(body.get("aspect_ratio", "16:9"))
     if not duration.isdigit() or not 3 <= int(duration) <= 15 or ratio not in _SIZES:
         return "invalid duration or aspect_ratio"
-    if str(body.get("mode", "std")) not in ("std", "pro"):
-        return "mode must be std or pro"
+    mode = str(body.get("mode", "std"))
+    if mode not in ("std", "pro", "4k"):
+        return "mode must be std, pro or 4k"
+    if mode == "4k" and str(body.get("model_name")) not in _4K_MODELS:
+        return f"mode 4k is not supported by {body.get('model_name')}"
     return body
 
 
@@ -190,7 +195,7 @@ def build_router(ctx: EmulatorContext) -> APIRouter:
         if plan.reject_input:
             return kling_error(400, "Failure to pass the risk control system", Reason.MODERATION)
         width, height = _SIZES[str(parsed.get("aspect_ratio", "16:9"))]
-        scale = 1.5 if parsed.get("mode") == "pro" else 1.0
+        scale = _SCALES.get(str(parsed.get("mode")), 1.0)
         new = NewTask(
             provider=PROVIDER,
             task_id=str(10**17 + secrets.randbelow(9 * 10**17)),

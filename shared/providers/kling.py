@@ -59,7 +59,7 @@ _STATES = {
     "succeed": TaskState.SUCCEEDED,
     "failed": TaskState.FAILED,
 }
-_MODES = {"720p": "std", "1080p": "pro"}
+_MODES = {"720p": "std", "1080p": "pro", "4k": "4k"}
 _MODERATION_WORDS = ("risk", "safety", "sensitive", "moderation", "policy")
 
 # Envelope code -> (failure class, transient?)

@@ -26,6 +26,7 @@ from shared.metrics import ServiceMetrics
 from shared.providers import catalog
 from shared.providers.base import GenerationRequest
 from shared.providers.catalog import active, find_model, install, load_catalog, model_view
+from shared.providers.kling import create_body as kling_body
 from shared.providers.runway import create_body
 from shared.routing import NoRoute, plan, price
 from shared.tenants import TenantDirectory
@@ -220,3 +221,20 @@ def test_runway_bodies_carry_audio_only_for_models_that_take_it() -> None:
     _, gen = create_body(silent.model_copy(update={"duration_s": 5}), "gen4.5")
     assert (veo["audio"], veo_silent["audio"]) == (True, False)
     assert "audio" not in gen  # the SDK's gen4.5 parameters have no audio field
+
+
+def test_kling_v3_has_a_4k_mode_with_audio_included_and_v2_6_has_none() -> None:
+    spec = find_model("kling", "kling-v3")
+    assert spec is not None
+    at_720 = price(explicit("kling", "kling-v3", duration_s=5), spec)
+    in_4k = explicit("kling", "kling-v3", duration_s=5, resolution="4k")
+    assert price(in_4k, spec) == pytest.approx(at_720 * 2.5)
+    with_audio = in_4k.model_copy(update={"audio": True})
+    assert price(with_audio, spec) == price(in_4k, spec)
+    assert route(with_audio) == ["kling/kling-v3"]
+    with pytest.raises(NoRoute, match="resolution 4k not in"):
+        route(explicit("kling", "kling-v2-6", duration_s=5, resolution="4k"))
+    assert (
+        kling_body(GenerationRequest(prompt="x", duration_s=5, resolution="4k"), "kling-v3")["mode"]
+        == "4k"
+    )

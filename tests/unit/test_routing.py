@@ -50,11 +50,12 @@ def test_retired_sora_is_refused_with_the_date_unless_a_gateway_allows_it() -> N
 
 
 def test_capabilities_are_checked_with_clear_reasons() -> None:
-    request = JobRequest(prompt="x", duration_s=7, resolution="4k")
+    request = JobRequest(prompt="x", duration_s=16, resolution="4k")
     with pytest.raises(NoRoute) as refused:
         plan(request, MODELS, today=TODAY, enabled_providers=ALL)
     reasons = refused.value.reasons
-    assert "duration 7s not in [4, 6, 8]" in reasons["gemini/veo-3.0-generate-001"]
+    assert "duration 16s not in [3, 4, 5, 6, 7, 8, 9, 10" in reasons["kling/kling-v3"]
+    assert "duration 16s not in [4, 6, 8]" in reasons["gemini/veo-3.0-generate-001"]
     assert "4k requires duration 8s" in reasons["gemini/veo-3.1-generate-preview"]
     assert "resolution 4k not in ['720p']" in reasons["runway/gen4.5"]
 
