@@ -41,9 +41,7 @@ class RoutePlan:
     route: tuple[ModelSpec, ...]
     quote: Quote
     refused: dict[str, str] = field(default_factory=dict)
-    warnings: dict[str, str] = field(
-        default_factory=dict, metadata={"doc": "Deprecated models of the route, and why."}
-    )
+    warnings: dict[str, str] = field(default_factory=dict)  # deprecated models of the route
 
     def choices(self) -> tuple[ModelChoice, ...]:
         return tuple(ModelChoice(provider=m.provider, model=m.model) for m in self.route)
