@@ -41,9 +41,7 @@ class RoutePlan:
     route: tuple[ModelSpec, ...]
     quote: Quote
     refused: dict[str, str] = field(default_factory=dict)
-    warnings: dict[str, str] = field(
-        default_factory=dict, metadata={"doc": "Deprecated models of the route, and why."}
-    )
+    warnings: dict[str, str] = field(default_factory=dict)  # deprecated models of the route
 
     def choices(self) -> tuple[ModelChoice, ...]:
         return tuple(ModelChoice(provider=m.provider, model=m.model) for m in self.route)
@@ -51,9 +49,10 @@ class RoutePlan:
 
 def price(request: JobRequest, spec: ModelSpec) -> float:
     """Price of one candidate of `request` on `spec`, USD."""
-    multiplier = spec.price_multipliers.get(request.resolution, 1.0)
-    if request.audio or spec.audio == "always":
-        multiplier *= spec.price_multipliers.get("audio", 1.0)
+    multipliers = spec.price_multipliers
+    multiplier = multipliers.get(request.resolution, 1.0)
+    if request.audio or spec.audio == "always":  # "audio@4k" overrides "audio" at that resolution
+        multiplier *= multipliers.get(f"audio@{request.resolution}", multipliers.get("audio", 1.0))
     return round(spec.price_per_second_usd * request.duration_s * multiplier, 4)
 
 

@@ -1,4 +1,4 @@
-"""Standard Webhooks signing and verification (https://www.standardwebhooks.com/).
+"""Standard Webhooks signing and verification (the Standard Webhooks specification).
 
 Contract (byte-compatible with openai-python's `client.webhooks.verify_signature`):
 - headers `webhook-id`, `webhook-timestamp` (unix seconds), `webhook-signature`;

@@ -59,6 +59,8 @@ _MODELS: dict[str, tuple[tuple[int, ...], str | None]] = {
     "kling-v3": (tuple(range(3, 16)), "std"),
 }
 _SILENT: tuple[tuple[int, ...], str | None] = ((5, 10), None)
+_SCALES = {"pro": 1.5, "4k": 3.0}  # std 720p, pro 1080p, 4k 2160p
+_4K_MODELS = ("kling-v3",)  # the Kling 3 family has a 4k mode; v2-6 and the turbo models do not
 
 
 def envelope(data: Any, code: int = 0, message: str = "SUCCEED", status: int = 200) -> Response:
@@ -161,8 +163,10 @@ def _check_limits(body: dict[str, Any]) -> dict[str, Any] | str:
         return f"duration {duration} is not supported by {model}"
     if str(body.get("aspect_ratio", "16:9")) not in _SIZES:
         return "aspect_ratio must be 16:9, 9:16 or 1:1"
-    if mode not in ("std", "pro"):
-        return "mode must be std or pro"
+    if mode not in ("std", "pro", "4k"):
+        return "mode must be std, pro or 4k"
+    if mode == "4k" and model not in _4K_MODELS:
+        return f"mode 4k is not supported by {model}"
     if body.get("sound") == "on" and (
         sound_mode is None or (sound_mode == "pro" and mode != "pro")
     ):
@@ -211,7 +215,7 @@ def build_router(ctx: EmulatorContext) -> APIRouter:
         if plan.reject_input:
             return kling_error(400, "Failure to pass the risk control system", Reason.MODERATION)
         width, height = _SIZES[str(parsed.get("aspect_ratio", "16:9"))]
-        scale = 1.5 if parsed.get("mode") == "pro" else 1.0
+        scale = _SCALES.get(str(parsed.get("mode")), 1.0)
         new = NewTask(
             provider=PROVIDER,
             task_id=str(10**17 + secrets.randbelow(9 * 10**17)),

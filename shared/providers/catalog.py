@@ -1,7 +1,8 @@
 """Every model Reelforge can route to, loaded from the data file `catalog.yaml` beside this one.
 
-The file (schema: `CatalogFile`) holds per model its capabilities, limits, routing scores,
-price and lifecycle, each fact with the source it was checked against and the date. An
+The file (schema: `catalog_file.CatalogFile`) holds per model its capabilities, limits,
+routing scores, price and lifecycle, each fact with the source it was checked against and the
+date. An
 operator's file of the same shape (`CATALOG_OVERRIDE_FILE`) is merged onto it by
 (provider, model): a known entry takes the fields given, a new entry is added whole, and
 `enabled: false` removes one. A bad file raises `CatalogError`, one line naming the file and
@@ -17,20 +18,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import ValidationError
 
 from shared.errors import ConfigurationError
-from shared.providers.base import (
-    AspectRatio,
-    Confidence,
-    Lifecycle,
-    LifecycleState,
-    ModelSpec,
-    Resolution,
-)
+from shared.providers.base import Lifecycle, ModelSpec
+from shared.providers.catalog_file import CatalogFile, ModelEntry, Source
 
 BUNDLED = Path(__file__).with_name("catalog.yaml")
 FORMAT_VERSION = 1
@@ -41,102 +36,6 @@ class CatalogError(ConfigurationError):
 
     def __init__(self, file: str | Path, problem: str) -> None:
         super().__init__(str(file), problem)
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class Source(_Strict):
-    title: str = Field(min_length=1, description="Document name, e.g. 'Gemini API changelog'.")
-    url: str | None = Field(None, description="Public URL; null when the source is not public.")
-
-
-class Capabilities(_Strict):
-    durations_s: tuple[int, ...] = Field(min_length=1)
-    resolutions: tuple[Resolution, ...] = Field(min_length=1)
-    aspect_ratios: tuple[AspectRatio, ...] = Field(min_length=1)
-    text_to_video: bool = True
-    image_to_video: bool = True
-    audio: Literal["never", "optional", "always"] = "never"
-    audio_resolutions: tuple[Resolution, ...] | None = None
-    max_candidates_per_call: int = Field(1, ge=1)
-    duration_for_resolution: dict[Resolution, int] = Field(default_factory=dict)
-    source: str | None = Field(None, description="A key of `sources`, where these were read.")
-    checked_on: date | None = None
-
-
-class Limits(_Strict):
-    concurrency_limit: int = Field(ge=1)
-    result_ttl_s: int = Field(ge=1)
-    typical_render_s: float = Field(gt=0)
-
-
-class Scores(_Strict):
-    quality: int = Field(ge=1, le=10)
-    physics: int = Field(ge=1, le=10)
-    consistency: int = Field(ge=1, le=10)
-
-
-class _Sourced(_Strict):
-    source: str = Field(description="A key of the file's `sources`.")
-    checked_on: date
-    confidence: Confidence
-
-
-class Price(_Sourced):
-    usd_per_second: float = Field(ge=0, description="List price per output second at 720p.")
-    multipliers: dict[str, float] = Field(default_factory=dict)
-    note: str = ""
-
-
-class LifecycleEntry(_Sourced):
-    stage: LifecycleState
-    deprecated_on: date | None = None
-    shutdown_on: date | None = None
-    replacement: str | None = None
-    note: str = ""
-
-    @model_validator(mode="after")
-    def _dates_agree(self) -> LifecycleEntry:
-        if self.stage == "retired" and self.shutdown_on is None:
-            raise ValueError("a retired model needs shutdown_on")
-        if self.deprecated_on and self.shutdown_on and self.deprecated_on > self.shutdown_on:
-            raise ValueError("deprecated_on is after shutdown_on")
-        return self
-
-
-class ModelEntry(_Strict):
-    provider: str = Field(min_length=1)
-    model: str = Field(min_length=1)
-    enabled: bool = True
-    capabilities: Capabilities
-    limits: Limits
-    scores: Scores
-    price: Price
-    lifecycle: LifecycleEntry
-
-
-class CatalogFile(_Strict):
-    format_version: Literal[1]
-    sources: dict[str, Source] = Field(default_factory=dict)
-    models: list[ModelEntry]
-
-    @model_validator(mode="after")
-    def _references_resolve(self) -> CatalogFile:
-        for entry in self.models:
-            cited = {
-                "price": entry.price.source,
-                "lifecycle": entry.lifecycle.source,
-                "capabilities": entry.capabilities.source,
-            }
-            for kind, key in cited.items():
-                if key is not None and key not in self.sources:
-                    raise ValueError(
-                        f"models[{entry.provider}/{entry.model}].{kind}.source: "
-                        f"{key!r} is not a key of `sources`"
-                    )
-        return self
 
 
 @dataclass(frozen=True)

@@ -59,7 +59,7 @@ _STATES = {
     "succeed": TaskState.SUCCEEDED,
     "failed": TaskState.FAILED,
 }
-_MODES = {"720p": "std", "1080p": "pro"}
+_MODES = {"720p": "std", "1080p": "pro", "4k": "4k"}
 _MODERATION_WORDS = ("risk", "safety", "sensitive", "moderation", "policy")
 # Kling's callback protocol only says `task_status_msg` gives the reason (for example "triggering
 # the platform's content moderation"); there is no code. A moderation message that names what

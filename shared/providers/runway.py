@@ -90,6 +90,9 @@ def create_body(request: GenerationRequest, model: str) -> tuple[str, dict[str, 
     }
     if request.seed is not None:
         body["seed"] = request.seed
+    spec = find_model("runway", model)
+    if spec is not None and spec.audio != "never":  # models that take `audio` (Veo 3.1)
+        body["audio"] = request.audio or spec.audio == "always"
     if request.image_url:
         body["promptImage"] = request.image_url
         return "/v1/image_to_video", body

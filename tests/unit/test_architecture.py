@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -33,6 +34,7 @@ PURE_MODULES = [
     ROOT / "shared" / "jobs.py",
     ROOT / "shared" / "routing.py",
     ROOT / "shared" / "providers" / "catalog.py",
+    ROOT / "shared" / "providers" / "catalog_file.py",
     ROOT / "shared" / "providers" / "errors.py",
     *sorted((ROOT / "services").glob("*/logic.py")),
 ]
@@ -95,3 +97,28 @@ def test_services_never_import_another_service() -> None:
                 if parts[0] == "services" and len(parts) > 1 and parts[1] != service.name:
                     problems.append(f"{path.relative_to(ROOT)} imports {module}")
     assert not problems, problems
+
+
+# Hosts a code file may name: loopback defaults and the API endpoints a setting points at. Where
+# a fact comes from (a provider's docs, a changelog, an SDK) is cited in the data file
+# shared/providers/catalog.yaml, never in code.
+ENDPOINT_HOSTS = {
+    "127.0.0.1",
+    "localhost",
+    "api.openai.com",
+    "api.dev.runwayml.com",
+    "api.klingai.com",
+    "api-singapore.klingai.com",
+    "queue.fal.run",
+    "fal.run",
+    "api.replicate.com",
+}
+
+
+def test_code_files_cite_nothing_outside_the_repository() -> None:
+    found: list[str] = []
+    for path in sorted([*ROOT.glob("shared/**/*.py"), *ROOT.glob("services/**/*.py")]):
+        for host in re.findall(r"https?://([A-Za-z0-9.-]+)", path.read_text()):
+            if host not in ENDPOINT_HOSTS and not host.endswith(".googleapis.com"):
+                found.append(f"{path.relative_to(ROOT)}: {host}")
+    assert found == []

@@ -11,7 +11,9 @@ from typing import Any
 import pytest
 import yaml
 
-from shared.providers.catalog import BUNDLED, CatalogError, load_catalog
+from services.intake.settings import IntakeSettings
+from shared.errors import ConfigurationError
+from shared.providers.catalog import BUNDLED, CatalogError, all_models, install, load_catalog
 from shared.runtime import run_main
 from shared.settings import ServiceSettings
 
@@ -204,3 +206,29 @@ def test_a_service_with_a_bad_override_exits_with_one_line(
     assert started == []
     assert err.count("\n") == 0
     assert err.startswith(f"probe: error: {override}: models[kling/None].")
+
+
+@pytest.mark.usefixtures("root_logging")
+def test_a_service_routes_with_the_override_from_its_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    override = write(
+        tmp_path,
+        {
+            "format_version": 1,
+            "models": [{"provider": "runway", "model": "gen4_turbo", "enabled": False}],
+        },
+    )
+    monkeypatch.setenv("CATALOG_OVERRIDE_FILE", str(override))
+    seen: list[tuple[str, ...]] = []
+
+    async def create(s: object) -> Any:
+        seen.append(tuple(m.model for m in all_models()))
+        raise ConfigurationError("probe", "stop here: the catalog was seen")
+
+    try:
+        assert run_main(IntakeSettings(), create) == 2
+    finally:
+        install(load_catalog())
+    assert len(seen) == 1
+    assert "gen4_turbo" not in seen[0] and "gen4.5" in seen[0]

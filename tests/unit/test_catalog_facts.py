@@ -24,7 +24,10 @@ from services.intake.settings import IntakeSettings
 from shared.jobs import JobRequest, Policy
 from shared.metrics import ServiceMetrics
 from shared.providers import catalog
+from shared.providers.base import GenerationRequest
 from shared.providers.catalog import active, find_model, install, load_catalog, model_view
+from shared.providers.kling import create_body as kling_body
+from shared.providers.runway import create_body
 from shared.routing import NoRoute, plan, price
 from shared.tenants import TenantDirectory
 from tests.fakes import FakeBlobStore, FakeJobRepository
@@ -201,3 +204,37 @@ def test_models_text_is_built_from_the_views_the_api_serves() -> None:
     views = [model_view(m, TODAY) for m in catalog.load_catalog().models]
     text = models_text(views)
     assert len(text.splitlines()) == len(views) + 1
+
+
+def test_veo_3_1_is_routable_on_runway_with_its_audio_price() -> None:
+    request = explicit("runway", "veo3.1", audio=True)
+    assert route(request) == ["runway/veo3.1"]
+    spec = find_model("runway", "veo3.1")
+    assert spec is not None
+    assert price(request, spec) == pytest.approx(0.20 * 8 * 2.0)  # 40 credits/s with audio
+
+
+def test_runway_bodies_carry_audio_only_for_models_that_take_it() -> None:
+    silent = GenerationRequest(prompt="x", duration_s=8)
+    _, veo = create_body(silent.model_copy(update={"audio": True}), "veo3.1")
+    _, veo_silent = create_body(silent, "veo3.1_fast")
+    _, gen = create_body(silent.model_copy(update={"duration_s": 5}), "gen4.5")
+    assert (veo["audio"], veo_silent["audio"]) == (True, False)
+    assert "audio" not in gen  # the SDK's gen4.5 parameters have no audio field
+
+
+def test_kling_v3_has_a_4k_mode_with_audio_included_and_v2_6_has_none() -> None:
+    spec = find_model("kling", "kling-v3")
+    assert spec is not None
+    at_720 = price(explicit("kling", "kling-v3", duration_s=5), spec)
+    in_4k = explicit("kling", "kling-v3", duration_s=5, resolution="4k")
+    assert price(in_4k, spec) == pytest.approx(at_720 * 2.5)
+    with_audio = in_4k.model_copy(update={"audio": True})
+    assert price(with_audio, spec) == price(in_4k, spec)
+    assert route(with_audio) == ["kling/kling-v3"]
+    with pytest.raises(NoRoute, match="resolution 4k not in"):
+        route(explicit("kling", "kling-v2-6", duration_s=5, resolution="4k"))
+    assert (
+        kling_body(GenerationRequest(prompt="x", duration_s=5, resolution="4k"), "kling-v3")["mode"]
+        == "4k"
+    )

@@ -203,3 +203,17 @@ def test_kling_refuses_durations_and_sound_the_model_does_not_offer(
     )
     assert resp.status_code == 400
     assert resp.json()["code"] == 1201
+
+
+def test_4k_mode_is_taken_for_kling_v3_and_refused_for_models_without_it(
+    client: TestClient, clock: FakeClock
+) -> None:
+    data = create(client, clock, model_name="kling-v3", mode="4k", duration="3")
+    assert data["task_status"] == "submitted"
+    refused = client.post(
+        "/kling/v1/videos/text2video",
+        headers=auth(clock),
+        json={"prompt": "a kite", "model_name": "kling-v2-6", "mode": "4k"},
+    )
+    assert refused.status_code == 400
+    assert "mode 4k is not supported by kling-v2-6" in refused.json()["message"]

@@ -50,18 +50,12 @@ def test_retired_sora_is_refused_with_the_date_unless_a_gateway_allows_it() -> N
 
 
 def test_capabilities_are_checked_with_clear_reasons() -> None:
-    request = JobRequest(prompt="x", duration_s=7, resolution="4k")
-    # Gemini Omni 1.1 and 1.2 render 7 s at 4k; every other model refuses, each with a reason.
-    serving = {"gemini-omni-1.1-flash", "gemini-omni-1.2-flash"}
-    assert {r.model for r in plan(request, MODELS, today=TODAY, enabled_providers=ALL).route} == (
-        serving
-    )
-    others = tuple(m for m in MODELS if m.model not in serving)
+    request = JobRequest(prompt="x", duration_s=16, resolution="4k")
     with pytest.raises(NoRoute) as refused:
-        plan(request, others, today=TODAY, enabled_providers=ALL)
+        plan(request, MODELS, today=TODAY, enabled_providers=ALL)
     reasons = refused.value.reasons
-    assert "resolution 4k not in ['720p']" in reasons["gemini/gemini-omni-flash-preview"]
-    assert "duration 7s not in [4, 6, 8]" in reasons["gemini/veo-3.0-generate-001"]
+    assert "duration 16s not in [3, 4, 5, 6, 7, 8, 9, 10" in reasons["kling/kling-v3"]
+    assert "duration 16s not in [4, 6, 8]" in reasons["gemini/veo-3.0-generate-001"]
     assert "4k requires duration 8s" in reasons["gemini/veo-3.1-generate-preview"]
     assert "resolution 4k not in ['720p']" in reasons["runway/gen4.5"]
 
