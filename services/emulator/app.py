@@ -10,7 +10,16 @@ from pathlib import Path
 import httpx
 from fastapi import FastAPI
 
-from services.emulator import admin, gemini_api, kling_api, openai_api, runway_api, vertex_api
+from services.emulator import (
+    admin,
+    fal_api,
+    gemini_api,
+    kling_api,
+    openai_api,
+    replicate_api,
+    runway_api,
+    vertex_api,
+)
 from services.emulator.callbacks import CallbackSender, LifecycleNotifier
 from services.emulator.context import EmulatorContext
 from services.emulator.faults import FaultInjector, RateLimiter
@@ -66,6 +75,7 @@ def create_app(
 
     app = FastAPI(title="Reelforge provider emulator", lifespan=lifespan)
     app.state.ctx = ctx
-    for module in (openai_api, gemini_api, vertex_api, runway_api, kling_api, admin):
+    surfaces = (openai_api, gemini_api, vertex_api, runway_api, kling_api, fal_api, replicate_api)
+    for module in (*surfaces, admin):
         app.include_router(module.build_router(ctx))
     return app

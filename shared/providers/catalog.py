@@ -9,6 +9,7 @@ policies; override them per deployment.
 
 from __future__ import annotations
 
+from shared.providers.aggregator_models import AGGREGATOR_MODELS
 from shared.providers.base import Lifecycle, ModelSpec
 
 GA = Lifecycle(stage="ga")
@@ -176,6 +177,7 @@ MODELS: tuple[ModelSpec, ...] = (
         result_ttl_s=30 * DAY,
         concurrency_limit=5,
     ),
+    *AGGREGATOR_MODELS,
 )
 
 
