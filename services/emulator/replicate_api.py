@@ -6,7 +6,8 @@
 the prediction ends (at most n, capped at 60, seconds). `GET /v1/predictions/{id}`,
 `POST /v1/predictions/{id}/cancel`, `GET /v1/webhooks/default/secret`. Errors are problem
 details (`title`, `detail`, `status`); invalid input is 422 with `invalid_fields`. Moderation
-fails the prediction with Replicate's E005 text (it does not say input or output). Outputs are
+fails the prediction: input with Replicate's E005 text (which does not say input or output),
+output with the "NSFW content detected" text that models' own output checkers raise. Outputs are
 public URLs under `/replicate/delivery/...`; after `result_ttl_seconds` (one hour on Replicate)
 the prediction reads `data_removed: true`, `output: null` and the file answers 404.
 """
@@ -46,6 +47,7 @@ from shared.webhooks import sign_headers
 
 PROVIDER = "replicate"
 MAX_WAIT_S = 60
+NSFW_OUTPUT = "NSFW content detected. Try running it again, or try a different prompt."
 E005 = (
     "The input or output was flagged as sensitive. Please try again with different inputs. (E005)"
 )
@@ -153,8 +155,10 @@ class ReplicateSurface:
             else:
                 body["output"] = f"{base}/replicate/delivery/{task.id}/output.mp4"
         if phase is Phase.FAILED:
-            moderated = task.outcome in (Outcome.MODERATION_INPUT, Outcome.MODERATION_OUTPUT)
-            body["error"] = E005 if moderated else "Prediction failed (emulated internal error)."
+            body["error"] = {
+                Outcome.MODERATION_INPUT: E005,
+                Outcome.MODERATION_OUTPUT: NSFW_OUTPUT,
+            }.get(task.outcome, "Prediction failed (emulated internal error).")
         return body
 
     def notify(self, task: Task, phase: Phase) -> None:

@@ -81,8 +81,12 @@ def prediction_failure(error: str | None, status: str) -> Failure:
     if status == "aborted":
         return Failure(failure_class=FailureClass.PROVIDER_ERROR, message=text)
     if any(word in lowered for word in _MODERATION):
-        # E005 says "input or output"; only a message naming the output alone allows a re-roll.
-        output_only = "output" in lowered and "input" not in lowered
+        # E005 says "input or output": treated as input (a re-roll would be paid for and fail
+        # again). A model's own output checker ("NSFW content detected. Try running it
+        # again...") or a message naming the output alone allows a re-roll.
+        output_only = "running it again" in lowered or (
+            "output" in lowered and "input" not in lowered
+        )
         failure_class = (
             FailureClass.MODERATION_OUTPUT if output_only else FailureClass.MODERATION_INPUT
         )
