@@ -168,7 +168,8 @@ class ReplicateSurface:
         if not url or wanted not in events or phase is Phase.THROTTLED:
             return
         body = json.dumps(self.prediction(task), separators=(",", ":")).encode()
-        headers = sign_headers(self.ctx.settings.replicate_webhook_secret, body)
+        secret = self.ctx.settings.replicate_webhook_secret
+        headers = sign_headers(secret, body, timestamp=int(self.ctx.clock.now()))
         self.ctx.sender.send(str(url), body, headers)
 
 
