@@ -113,7 +113,7 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Path]]:
 
 
 def assert_mp4(data: bytes, width: int, height: int, seconds: float) -> None:
-    with av.open(io.BytesIO(data)) as container:
+    with av.open(io.BytesIO(data), mode="r") as container:
         video = container.streams.video[0]
         assert (video.width, video.height) == (width, height)
         assert container.duration is not None
@@ -122,12 +122,12 @@ def assert_mp4(data: bytes, width: int, height: int, seconds: float) -> None:
 
 @pytest.fixture
 def replicate_client(plain_port: int) -> Iterator[Any]:
-    import replicate
+    from replicate.client import Client
 
     # The SDK never closes its httpx client; owning the transport lets the test close it.
     transport = httpx.HTTPTransport()
     try:
-        yield replicate.Client(
+        yield Client(
             api_token="r8_emulator",
             base_url=f"http://127.0.0.1:{plain_port}/replicate",
             transport=transport,

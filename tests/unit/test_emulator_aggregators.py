@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -63,7 +64,7 @@ def wait_for(deliveries: list[httpx.Request], count: int) -> None:
         time.sleep(0.02)
 
 
-def fal_submit(client: TestClient, query: str = "", **body: object) -> dict:
+def fal_submit(client: TestClient, query: str = "", **body: object) -> dict[str, Any]:
     payload = {"prompt": "a kite over dunes", "duration": "5", **body}
     resp = client.post(SEEDANCE + query, headers=FAL, json=payload)
     assert resp.status_code == 200, resp.text
@@ -149,9 +150,7 @@ async def test_fal_webhook_is_signed_with_the_published_key(
     assert (hint.task_id, hint.raw_status) == (submitted["request_id"], "OK")
 
 
-def rep_create(
-    client: TestClient, headers: dict[str, str] | None = None, **body: object
-) -> httpx.Response:
+def rep_create(client: TestClient, headers: dict[str, str] | None = None, **body: object) -> Any:
     payload = {"input": {"prompt": "a kite", "duration": 5}, **body}
     return client.post(REP_CREATE, headers={**REP, **(headers or {})}, json=payload)
 
@@ -211,8 +210,11 @@ async def test_replicate_webhook_verifies_with_the_secret_the_api_hands_out(
     client: TestClient, clock: FakeClock, deliveries: list[httpx.Request]
 ) -> None:
     secret = client.get("/replicate/v1/webhooks/default/secret", headers=REP).json()["key"]
-    hook = {"webhook": "http://hooks.test/hooks/replicate", "webhook_events_filter": ["completed"]}
-    pid = rep_create(client, **hook).json()["id"]
+    pid = rep_create(
+        client,
+        webhook="http://hooks.test/hooks/replicate",
+        webhook_events_filter=["completed"],
+    ).json()["id"]
     clock.advance(10)
     wait_for(deliveries, 1)
     assert len(deliveries) == 1
