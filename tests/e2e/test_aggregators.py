@@ -9,7 +9,7 @@ import re
 import httpx
 import pytest
 
-from tests.e2e.conftest import A, API, Outcomes, wait_job
+from tests.e2e.conftest import API, A, Outcomes, wait_job
 from tests.e2e.test_pipeline import probe_video
 
 pytestmark = pytest.mark.e2e
