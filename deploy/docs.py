@@ -12,33 +12,43 @@ from prometheus_client.metrics import MetricWrapperBase
 
 from deploy.stack import ROOT
 from shared.metrics import ServiceMetrics
-from shared.providers.catalog import MODELS
+from shared.providers.base import ModelSpec
+from shared.providers.catalog import load_catalog
 from shared.topics import TOPICS
 
 README = ROOT / "README.md"
 
 
 def models_table() -> str:
+    """The bundled catalog file, one row per model (an operator's override is not shown)."""
     rows = [
         "| provider | model | durations (s) | resolutions | ratios | i2v | audio | USD/s (720p) | "
-        "lifecycle |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "multipliers | price checked | lifecycle |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for m in MODELS:
+    for m in load_catalog().models:
         durations = (
             f"{m.durations_s[0]}-{m.durations_s[-1]}"
             if len(m.durations_s) > 4
             else ", ".join(map(str, m.durations_s))
         )
-        life = m.lifecycle.stage + (
-            f" (retires {m.lifecycle.retires_on})" if m.lifecycle.retires_on else ""
-        )
+        audio = m.audio + (f" ({', '.join(m.audio_resolutions)})" if m.audio_resolutions else "")
+        multipliers = ", ".join(f"{k} x{v:g}" for k, v in m.price_multipliers.items()) or "-"
         rows.append(
             f"| {m.provider} | `{m.model}` | {durations} | {', '.join(m.resolutions)} | "
-            f"{', '.join(m.aspect_ratios)} | {'yes' if m.image_to_video else 'no'} | {m.audio} | "
-            f"{m.price_per_second_usd:.3f} | {life} |"
+            f"{', '.join(m.aspect_ratios)} | {'yes' if m.image_to_video else 'no'} | {audio} | "
+            f"{m.price_per_second_usd:.3f} | {multipliers} | "
+            f"{m.price_confidence.replace('_', '-')}, {m.price_checked_on} | {_lifecycle(m)} |"
         )
     return "\n".join(rows)
+
+
+def _lifecycle(m: ModelSpec) -> str:
+    life = m.lifecycle
+    dates = [f"deprecated {life.deprecated_on}"] if life.deprecated_on else []
+    dates += [f"shutdown {life.retires_on}"] if life.retires_on else []
+    text = life.stage + (f" ({', '.join(dates)})" if dates else "")
+    return text + (f"; use `{life.replacement}`" if life.replacement else "")
 
 
 def topics_table() -> str:

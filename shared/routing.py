@@ -41,6 +41,9 @@ class RoutePlan:
     route: tuple[ModelSpec, ...]
     quote: Quote
     refused: dict[str, str] = field(default_factory=dict)
+    warnings: dict[str, str] = field(
+        default_factory=dict, metadata={"doc": "Deprecated models of the route, and why."}
+    )
 
     def choices(self) -> tuple[ModelChoice, ...]:
         return tuple(ModelChoice(provider=m.provider, model=m.model) for m in self.route)
@@ -57,11 +60,8 @@ def price(request: JobRequest, spec: ModelSpec) -> float:
 def problems(request: JobRequest, spec: ModelSpec, today: date, allow_retired: bool) -> list[str]:
     """Why `spec` cannot serve `request` (empty when it can)."""
     out: list[str] = []
-    life = spec.lifecycle
-    if life.stage == "retired" and not allow_retired:
-        out.append(f"retired on {life.retires_on}" + (f" ({life.note})" if life.note else ""))
-    elif life.retires_on and date.fromisoformat(life.retires_on) <= today and not allow_retired:
-        out.append(f"retired on {life.retires_on}")
+    if spec.lifecycle.state_on(today) == "retired" and not allow_retired:
+        out.append(spec.lifecycle.notice(today))
     if request.duration_s not in spec.durations_s:
         out.append(f"duration {request.duration_s}s not in {list(spec.durations_s)}")
     forced = spec.duration_for_resolution.get(request.resolution)
@@ -77,7 +77,23 @@ def problems(request: JobRequest, spec: ModelSpec, today: date, allow_retired: b
         out.append("no text-to-video (needs an image)")
     if request.audio and spec.audio == "never":
         out.append("no audio")
+    elif audio_missing_at(request, spec):
+        out.append(f"audio only at {', '.join(spec.audio_resolutions or ())}")
     return out
+
+
+def audio_missing_at(request: JobRequest, spec: ModelSpec) -> bool:
+    allowed = spec.audio_resolutions
+    return request.audio and allowed is not None and request.resolution not in allowed
+
+
+def deprecation_warnings(route: Iterable[ModelSpec], today: date) -> dict[str, str]:
+    """A warning for every deprecated (not yet shut down) model of a route."""
+    return {
+        f"{m.provider}/{m.model}": m.lifecycle.notice(today)
+        for m in route
+        if m.lifecycle.state_on(today) == "deprecated"
+    }
 
 
 _SCORES: dict[Policy, Callable[[ModelSpec, JobRequest], tuple[float, ...]]] = {
@@ -117,7 +133,7 @@ def plan(
     if not request.allow_fallback:
         usable = usable[:1]
     if not usable:
-        raise NoRoute("no model can serve this request", refused)
+        raise NoRoute(_no_route_message(refused), refused)
     first = usable[0]
     quote = Quote(first.provider, first.model, price(request, first), request.candidates)
     if request.budget_usd is not None and quote.total_usd > request.budget_usd:
@@ -127,7 +143,14 @@ def plan(
             f"{request.budget_usd:.2f} USD",
             refused,
         )
-    return RoutePlan(tuple(usable), quote, refused)
+    return RoutePlan(tuple(usable), quote, refused, deprecation_warnings(usable, today))
+
+
+def _no_route_message(refused: dict[str, str]) -> str:
+    if len(refused) == 1:  # one candidate (an explicit model): say why in the message itself
+        ((name, reason),) = refused.items()
+        return f"no model can serve this request: {name}: {reason}"
+    return "no model can serve this request"
 
 
 def _candidates(request: JobRequest, models: list[ModelSpec]) -> list[ModelSpec]:

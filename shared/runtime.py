@@ -30,6 +30,7 @@ from shared.blobstore import MinioBlobStore
 from shared.errors import ConfigurationError, DependencyUnavailable, ReelforgeError
 from shared.logs import configure_logging
 from shared.pg import redacted
+from shared.providers.catalog import install, load_catalog
 from shared.settings import InfraSettings, ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -254,6 +255,7 @@ def run_main(settings: ServiceSettings, create: Callable[[Any], Awaitable[Servic
         await process.run()
 
     try:
+        install(load_catalog(settings.catalog_override_file))
         asyncio.run(main())
     except ReelforgeError as exc:
         print(f"{settings.service_name}: error: {exc}", file=sys.stderr)

@@ -144,3 +144,9 @@ class ServiceSettings(InfraSettings):
         "INFO",
         description="Python log level.",
     )
+    catalog_override_file: str | None = Field(
+        validation_alias=AliasChoices("CATALOG_OVERRIDE_FILE", "catalog_override_file"),
+        default=None,
+        description="An operator's model catalog file, merged onto the bundled "
+        "shared/providers/catalog.yaml at start (same format; see README, 'The model catalog').",
+    )

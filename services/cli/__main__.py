@@ -2,6 +2,7 @@
 
 reelforge submit "a fox in the snow" --duration 5 --watch
 reelforge status JOB_ID | watch JOB_ID | list [--state completed] | cancel JOB_ID
+reelforge models [--local]     the catalog and each model's state today
 reelforge up | down
 """
 
@@ -10,12 +11,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from services.cli.settings import CliSettings
+from shared.providers.catalog import CatalogError, load_catalog, model_view
 
 
 def _client(s: CliSettings) -> httpx.Client:
@@ -116,6 +119,30 @@ def cmd_cancel(s: CliSettings, a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_models(s: CliSettings, a: argparse.Namespace) -> int:
+    if a.local:
+        today = datetime.now(UTC).date()
+        catalog = load_catalog(s.catalog_override_file)
+        views = [model_view(m, today) for m in catalog.models]
+    else:
+        with _client(s) as c:
+            views = _check(c.get("/v1/models"))
+    print(models_text(views))
+    return 0
+
+
+def models_text(views: list[dict[str, Any]]) -> str:
+    """One line per model: name, state, price and the dates behind a non-GA state."""
+    lines = [f"{'MODEL':<42} {'STATE':<10} {'USD/S':>6}  NOTES"]
+    for v in views:
+        name = f"{v['provider']}/{v['model']}"
+        lines.append(
+            f"{name:<42} {v['state']:<10} {v['price_per_second_usd']:>6.3f}  "
+            f"{v.get('state_notice') or ''}".rstrip()
+        )
+    return "\n".join(lines)
+
+
 def cmd_up(s: CliSettings, a: argparse.Namespace) -> int:
     from deploy.stack import Stack, default_specs, describe
 
@@ -162,6 +189,11 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--state")
     sp.add_argument("--limit", type=int, default=20)
     sp.set_defaults(run=cmd_list)
+    sp = sub.add_parser("models", help="list the model catalog and each model's state today")
+    sp.add_argument(
+        "--local", action="store_true", help="read the catalog files here instead of the API"
+    )
+    sp.set_defaults(run=cmd_models)
     sp = sub.add_parser("up", help="start the emulator and every service locally")
     sp.add_argument("--render-seconds", type=float, default=5.0)
     sp.set_defaults(run=cmd_up)
@@ -178,6 +210,9 @@ def main(argv: list[str] | None = None) -> int:
             f"error: the intake API at {CliSettings().url} does not answer (reelforge up?)",
             file=sys.stderr,
         )
+        return 2
+    except CatalogError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -8,7 +8,7 @@ from enum import StrEnum
 
 from shared.jobs import Attempt, AttemptState, Job
 from shared.providers.base import Failure, GenerationRequest, ModelSpec
-from shared.providers.catalog import MODELS, find_model
+from shared.providers.catalog import all_models, find_model
 from shared.providers.errors import RETRY_ADVICE, FailureClass
 from shared.routing import price
 
@@ -19,7 +19,7 @@ BILLED_FAILURES = frozenset({FailureClass.MODERATION_OUTPUT, FailureClass.RESULT
 def concurrency_limits(override: str, providers: tuple[str, ...]) -> dict[str, int]:
     """Per-provider in-flight limit: the override, else the largest catalog limit."""
     limits = {
-        p: max((m.concurrency_limit for m in MODELS if m.provider == p), default=1)
+        p: max((m.concurrency_limit for m in all_models() if m.provider == p), default=1)
         for p in providers
     }
     for entry in filter(None, (e.strip() for e in override.split(","))):

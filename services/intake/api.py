@@ -13,7 +13,7 @@ from services.intake import handlers, logic
 from services.intake.handlers import IdempotencyConflict, IntakeDeps
 from services.intake.live import LiveUpdates
 from shared.jobs import Job, JobRequest, JobState
-from shared.providers.catalog import MODELS
+from shared.providers.catalog import all_models, model_view
 from shared.routing import NoRoute
 from shared.tenants import webhook_secret_for
 
@@ -64,7 +64,7 @@ def build_router(deps: IntakeDeps, live: LiveUpdates) -> APIRouter:
         if not submitted.created:
             response.status_code = 200
             response.headers["Idempotent-Replayed"] = "true"
-        return logic.job_view(submitted.job)
+        return {**logic.job_view(submitted.job), "warnings": dict(submitted.warnings)}
 
     @router.post("/v1/quote")
     async def quote(request: JobRequest, tenant_id: Tenant) -> dict[str, Any]:
@@ -79,11 +79,13 @@ def build_router(deps: IntakeDeps, live: LiveUpdates) -> APIRouter:
             "per_candidate_usd": plan.quote.per_candidate_usd,
             "route": [f"{m.provider}/{m.model}" for m in plan.route],
             "refused": plan.refused,
+            "warnings": plan.warnings,
         }
 
     @router.get("/v1/models")
     async def models() -> list[dict[str, Any]]:
-        return [m.model_dump(mode="json") for m in MODELS]
+        today = logic.today_of(deps.clock())
+        return [model_view(m, today) for m in all_models()]
 
     @router.get("/v1/jobs")
     async def list_jobs(

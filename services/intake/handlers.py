@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from faststream.kafka import KafkaBroker
@@ -27,7 +27,7 @@ from shared.logs import log_context, trace_id_of
 from shared.messaging import PermanentError, publish
 from shared.metrics import ServiceMetrics
 from shared.providers.base import VideoProvider
-from shared.providers.catalog import MODELS
+from shared.providers.catalog import all_models
 from shared.providers.errors import ProviderError
 from shared.repository import JobRepository
 from shared.routing import NoRoute, RoutePlan, plan
@@ -60,13 +60,14 @@ class IdempotencyConflict(Exception):
 class Submitted:
     job: Job
     created: bool
+    warnings: Mapping[str, str] = field(default_factory=dict)
 
 
 def route(deps: IntakeDeps, request: JobRequest) -> RoutePlan:
     """Validate against every enabled model and quote; raises NoRoute with reasons."""
     return plan(
         request,
-        MODELS,
+        all_models(),
         today=logic.today_of(deps.clock()),
         enabled_providers=deps.settings.providers(),
         retired_allowed=logic.retired_allowed(deps.openai_base_url),
@@ -88,7 +89,8 @@ async def submit_job(
     if idempotency_key:
         existing = await deps.repo.find_by_idempotency_key(tenant_id, idempotency_key)
         if existing is not None:
-            return await _replay(deps, existing, request, idempotency_key)
+            replayed = await _replay(deps, existing, request, idempotency_key)
+            return replace(replayed, warnings=route_plan.warnings)
     job = logic.new_job(
         job_id=new_job_id(),
         tenant_id=tenant_id,
@@ -102,13 +104,14 @@ async def submit_job(
     created = await deps.repo.create(job, announce=_accepted)
     if not created.created:
         assert idempotency_key is not None
-        return await _replay(deps, created.job, request, idempotency_key)
+        replayed = await _replay(deps, created.job, request, idempotency_key)
+        return replace(replayed, warnings=route_plan.warnings)
     deps.metrics.jobs_created.labels(source).inc()
     with log_context(
         job_id=job.job_id, tenant_id=tenant_id, trace_id=trace_id_of(job.trace_parent)
     ):
         log.info("job accepted: %s, quote %.2f USD", route_plan.quote.model, job.quote_usd)
-    return Submitted(job, True)
+    return Submitted(job, True, route_plan.warnings)
 
 
 async def _replay(deps: IntakeDeps, existing: Job, request: JobRequest, key: str) -> Submitted:

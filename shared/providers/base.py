@@ -21,7 +21,7 @@ Every adapter raises only `shared.providers.errors.ProviderError` subclasses.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Any, Literal, Protocol
 
@@ -120,11 +120,43 @@ class WebhookHint(_Frozen):
     raw_status: str | None = None
 
 
+Confidence = Literal["official", "third_party", "unverified"]
+LifecycleState = Literal["preview", "ga", "deprecated", "retired"]
+
+
 class Lifecycle(_Frozen):
-    stage: Literal["preview", "ga", "deprecated", "retired"]
+    """What the provider announced; `state_on(day)` moves with the dates, not with code."""
+
+    stage: LifecycleState
     deprecated_on: str | None = Field(None, description="ISO date the provider deprecated it.")
     retires_on: str | None = Field(None, description="ISO date the provider shuts it down.")
+    replacement: str | None = Field(None, description="The model the provider names instead.")
     note: str = ""
+    source: str = Field("", description="Where the dates were checked (document and URL).")
+    checked_on: str | None = Field(None, description="ISO date the source was read.")
+    confidence: Confidence = "unverified"
+
+    def state_on(self, day: date) -> LifecycleState:
+        if self.stage == "retired" or _reached(self.retires_on, day):
+            return "retired"
+        if self.stage == "deprecated" or _reached(self.deprecated_on, day):
+            return "deprecated"
+        return self.stage
+
+    def notice(self, day: date) -> str:
+        """Why the model is flagged on `day` (retired or deprecated): the dates, the replacement."""
+        if self.state_on(day) == "retired":
+            text = f"shut down on {self.retires_on}" if self.retires_on else "retired"
+        else:
+            text = f"deprecated on {self.deprecated_on}" if self.deprecated_on else "deprecated"
+            text += f", shuts down on {self.retires_on}" if self.retires_on else ""
+        if self.replacement:
+            text += f"; the provider names {self.replacement} as the replacement"
+        return text + (f" ({self.note})" if self.note else "")
+
+
+def _reached(iso_day: str | None, day: date) -> bool:
+    return iso_day is not None and date.fromisoformat(iso_day) <= day
 
 
 class ModelSpec(_Frozen):
@@ -138,11 +170,17 @@ class ModelSpec(_Frozen):
     text_to_video: bool = True
     image_to_video: bool = True
     audio: Literal["never", "optional", "always"] = "never"
+    audio_resolutions: tuple[Resolution, ...] | None = Field(
+        None, description="Resolutions at which audio exists (None: every one)."
+    )
     max_candidates_per_call: int = 1
     price_per_second_usd: float = Field(description="List price per output second at 720p.")
     price_multipliers: dict[str, float] = Field(
         default_factory=dict, description="Multipliers by resolution or 'audio'."
     )
+    price_source: str = Field("", description="Where the price was checked (document and URL).")
+    price_checked_on: str | None = Field(None, description="ISO date the price was read.")
+    price_confidence: Confidence = "unverified"
     lifecycle: Lifecycle
     quality: int = Field(ge=1, le=10, description="Relative visual quality, for best_quality.")
     physics: int = Field(ge=1, le=10, description="Relative motion realism, for best_physics.")

@@ -1,189 +1,209 @@
-"""Every model Reelforge can route to: capabilities, list price, lifecycle and routing scores.
+"""Every model Reelforge can route to, loaded from the data file `catalog.yaml` beside this one.
 
-Prices are USD per output second at 720p, before the multipliers. Sources and confidence:
-OpenAI and Google prices are from the providers' pages; Runway and Kling prices are
-third-party conversions of credits/units and must be checked against your contract. The
-quality / physics / consistency scores are editorial defaults used only by the routing
-policies; override them per deployment.
+The file (schema: `catalog_file.CatalogFile`) holds per model its capabilities, limits,
+routing scores, price and lifecycle, each fact with the source it was checked against and the
+date. An
+operator's file of the same shape (`CATALOG_OVERRIDE_FILE`) is merged onto it by
+(provider, model): a known entry takes the fields given, a new entry is added whole, and
+`enabled: false` removes one. A bad file raises `CatalogError`, one line naming the file and
+the field.
+
+Each process installs its catalog once at start (`shared.runtime.run_main` calls
+`install(load_catalog(...))`); `active()` returns it, and the bundled file until then.
 """
 
 from __future__ import annotations
 
-from shared.providers.aggregator_models import AGGREGATOR_MODELS
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from shared.errors import ConfigurationError
 from shared.providers.base import Lifecycle, ModelSpec
+from shared.providers.catalog_file import CatalogFile, ModelEntry, Source
 
-GA = Lifecycle(stage="ga")
-PREVIEW = Lifecycle(stage="preview")
-SORA_RETIRED = Lifecycle(
-    stage="retired",
-    deprecated_on="2026-08-13",
-    retires_on="2026-09-24",
-    note="OpenAI shut down Sora 2 and /v1/videos on api.openai.com on 2026-09-24; "
-    "still allowed through an OpenAI-compatible gateway (OPENAI_BASE_URL).",
-)
-DAY = 86_400
+BUNDLED = Path(__file__).with_name("catalog.yaml")
+FORMAT_VERSION = 1
 
 
-def _veo(provider: str, model: str, price: float, lifecycle: Lifecycle, **kw: object) -> ModelSpec:
-    fast = "fast" in model
-    fields: dict[str, object] = {
-        "provider": provider,
-        "model": model,
-        "durations_s": (8,) if model == "veo-3.0-fast-generate-001" else (4, 6, 8),
-        "resolutions": ("720p", "1080p"),
-        "aspect_ratios": ("16:9", "9:16"),
-        "audio": "always" if provider == "gemini" else "optional",
-        "max_candidates_per_call": 4 if provider == "vertex" else 1,
-        "price_per_second_usd": price,
-        "price_multipliers": {"1080p": 1.0, "4k": 1.5},
-        "lifecycle": lifecycle,
-        "quality": 7 if fast else 9,
-        "physics": 8 if fast else 9,
-        "consistency": 6 if fast else 7,
-        "typical_render_s": 45.0 if fast else 90.0,
-        "result_ttl_s": 2 * DAY if provider == "gemini" else 7 * DAY,
-        "concurrency_limit": 10,
-        "duration_for_resolution": {"1080p": 8, "4k": 8},
-    }
-    fields.update(kw)
-    return ModelSpec.model_validate(fields)
+class CatalogError(ConfigurationError):
+    """The catalog file (or the operator's override) is not valid: file, field, problem."""
+
+    def __init__(self, file: str | Path, problem: str) -> None:
+        super().__init__(str(file), problem)
 
 
-MODELS: tuple[ModelSpec, ...] = (
-    ModelSpec(
-        provider="openai",
-        model="sora-2",
-        durations_s=(4, 8, 12),
-        resolutions=("720p",),
-        aspect_ratios=("16:9", "9:16"),
-        image_to_video=True,
-        audio="always",
-        price_per_second_usd=0.10,
-        lifecycle=SORA_RETIRED,
-        quality=7,
-        physics=8,
-        consistency=7,
-        typical_render_s=120.0,
-        result_ttl_s=3600,
-        concurrency_limit=5,
-    ),
-    ModelSpec(
-        provider="openai",
-        model="sora-2-pro",
-        durations_s=(4, 8, 12),
-        resolutions=("720p", "1080p"),
-        aspect_ratios=("16:9", "9:16"),
-        audio="always",
-        price_per_second_usd=0.30,
-        price_multipliers={"1080p": 1.67},
-        lifecycle=SORA_RETIRED,
-        quality=9,
-        physics=9,
-        consistency=8,
-        typical_render_s=180.0,
-        result_ttl_s=3600,
-        concurrency_limit=3,
-    ),
-    _veo("gemini", "veo-3.1-generate-preview", 0.40, PREVIEW, resolutions=("720p", "1080p", "4k")),
-    _veo(
-        "gemini",
-        "veo-3.1-fast-generate-preview",
-        0.15,
-        PREVIEW,
-        resolutions=("720p", "1080p", "4k"),
-    ),
-    _veo("gemini", "veo-3.0-generate-001", 0.40, GA),
-    _veo("gemini", "veo-3.0-fast-generate-001", 0.15, GA),
-    _veo(
-        "vertex",
-        "veo-3.1-generate-001",
-        0.20,
-        GA,
-        price_multipliers={"audio": 2.0, "4k": 1.5},
-        resolutions=("720p", "1080p", "4k"),
-    ),
-    _veo(
-        "vertex",
-        "veo-3.1-fast-generate-001",
-        0.10,
-        GA,
-        price_multipliers={"audio": 1.5, "4k": 1.5},
-        resolutions=("720p", "1080p", "4k"),
-    ),
-    ModelSpec(
-        provider="runway",
-        model="gen4.5",
-        durations_s=tuple(range(2, 11)),
-        resolutions=("720p",),
-        aspect_ratios=("16:9", "9:16"),
-        audio="never",
-        price_per_second_usd=0.12,
-        lifecycle=GA,
-        quality=8,
-        physics=7,
-        consistency=9,
-        typical_render_s=60.0,
-        result_ttl_s=DAY,
-        concurrency_limit=2,
-    ),
-    ModelSpec(
-        provider="runway",
-        model="gen4_turbo",
-        durations_s=tuple(range(2, 11)),
-        resolutions=("720p",),
-        aspect_ratios=("16:9", "9:16", "1:1"),
-        text_to_video=False,
-        audio="never",
-        price_per_second_usd=0.05,
-        lifecycle=GA,
-        quality=6,
-        physics=6,
-        consistency=8,
-        typical_render_s=30.0,
-        result_ttl_s=DAY,
-        concurrency_limit=2,
-    ),
-    ModelSpec(
-        provider="kling",
-        model="kling-v2-6",
-        durations_s=(5, 10),
-        resolutions=("720p", "1080p"),
-        aspect_ratios=("16:9", "9:16", "1:1"),
-        audio="optional",
-        price_per_second_usd=0.042,
-        price_multipliers={"1080p": 2.0, "audio": 1.5},
-        lifecycle=GA,
-        quality=7,
-        physics=7,
-        consistency=7,
-        typical_render_s=120.0,
-        result_ttl_s=30 * DAY,
-        concurrency_limit=5,
-    ),
-    ModelSpec(
-        provider="kling",
-        model="kling-v3",
-        durations_s=tuple(range(3, 16)),
-        resolutions=("720p", "1080p"),
-        aspect_ratios=("16:9", "9:16", "1:1"),
-        audio="optional",
-        price_per_second_usd=0.084,
-        price_multipliers={"1080p": 2.0, "audio": 1.5},
-        lifecycle=GA,
-        quality=8,
-        physics=8,
-        consistency=8,
-        typical_render_s=150.0,
-        result_ttl_s=30 * DAY,
-        concurrency_limit=5,
-    ),
-    *AGGREGATOR_MODELS,
-)
+@dataclass(frozen=True)
+class Catalog:
+    """The validated models of one process, in file order (enabled ones only)."""
+
+    models: tuple[ModelSpec, ...]
+    format_version: int = FORMAT_VERSION
+
+    def find(self, provider: str, model: str) -> ModelSpec | None:
+        return next((m for m in self.models if m.provider == provider and m.model == model), None)
+
+    def of(self, provider: str) -> tuple[ModelSpec, ...]:
+        return tuple(m for m in self.models if m.provider == provider)
+
+
+def load_catalog(override: str | Path | None = None, *, bundled: Path = BUNDLED) -> Catalog:
+    """The bundled catalog with the operator's `override` file merged onto it, validated."""
+    raw = _read(bundled)
+    origin = {_key(m): bundled for m in raw.get("models") or [] if isinstance(m, dict)}
+    if override:
+        extra = _read(Path(override))
+        if extra.get("format_version") != raw.get("format_version"):
+            raise CatalogError(
+                override,
+                f"format_version: {extra.get('format_version')!r} is not "
+                f"{raw.get('format_version')!r}, the version this Reelforge reads",
+            )
+        raw = _merge(raw, extra)
+        origin.update({_key(m): Path(override) for m in extra.get("models") or []})
+    try:
+        parsed = CatalogFile.model_validate(raw)
+    except ValidationError as exc:
+        raise _one_line(exc, raw, origin, bundled) from None
+    except ValueError as exc:
+        raise CatalogError(override or bundled, str(exc)) from None
+    return Catalog(tuple(_spec(m, parsed.sources) for m in parsed.models if m.enabled))
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise CatalogError(path, f"cannot be read ({exc.strerror or exc})") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        problem = getattr(exc, "problem", None) or exc
+        raise CatalogError(path, f"{where}not valid YAML ({problem})") from None
+    if not isinstance(data, dict):
+        raise CatalogError(path, "the top level must be a mapping with format_version and models")
+    return data
+
+
+def _key(entry: Any) -> tuple[str, str]:
+    if not isinstance(entry, dict):
+        return ("?", "?")
+    return (str(entry.get("provider")), str(entry.get("model")))
+
+
+def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    models = [dict(m) if isinstance(m, dict) else m for m in base.get("models") or []]
+    index = {_key(m): i for i, m in enumerate(models)}
+    for entry in extra.get("models") or []:
+        at = index.get(_key(entry))
+        if at is None or not isinstance(entry, dict):
+            index[_key(entry)] = len(models)
+            models.append(entry)
+        else:
+            models[at] = _deep_merge(models[at], entry)
+    sources = {**(base.get("sources") or {}), **(extra.get("sources") or {})}
+    return {**base, "sources": sources, "models": models}
+
+
+def _deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        old = out.get(key)
+        merged = isinstance(old, dict) and isinstance(value, dict)
+        out[key] = _deep_merge(old, value) if merged else value  # type: ignore[arg-type]
+    return out
+
+
+def _one_line(
+    exc: ValidationError, raw: dict[str, Any], origin: dict[tuple[str, str], Path], bundled: Path
+) -> CatalogError:
+    error = exc.errors()[0]
+    loc = list(error["loc"])
+    file: Path = bundled
+    if len(loc) >= 2 and loc[0] == "models" and isinstance(loc[1], int):
+        key = _key(raw["models"][loc[1]])
+        file = origin.get(key, bundled)
+        loc[1] = f"{key[0]}/{key[1]}"
+    field = "".join(
+        f"[{part}]" if i and loc[i - 1] == "models" else f".{part}" for i, part in enumerate(loc)
+    )
+    return CatalogError(file, f"{field.lstrip('.') or 'catalog'}: {error['msg']}")
+
+
+def _cite(sources: Mapping[str, Source], key: str) -> str:
+    src = sources[key]
+    return f"{src.title} ({src.url})" if src.url else src.title
+
+
+def _spec(entry: ModelEntry, sources: Mapping[str, Source]) -> ModelSpec:
+    caps, life, price = entry.capabilities, entry.lifecycle, entry.price
+    return ModelSpec(
+        provider=entry.provider,
+        model=entry.model,
+        **caps.model_dump(exclude={"source", "checked_on"}),
+        **entry.limits.model_dump(),
+        **entry.scores.model_dump(),
+        price_per_second_usd=price.usd_per_second,
+        price_multipliers=price.multipliers,
+        price_source=_cite(sources, price.source),
+        price_checked_on=price.checked_on.isoformat(),
+        price_confidence=price.confidence,
+        lifecycle=Lifecycle(
+            stage=life.stage,
+            deprecated_on=life.deprecated_on.isoformat() if life.deprecated_on else None,
+            retires_on=life.shutdown_on.isoformat() if life.shutdown_on else None,
+            replacement=life.replacement,
+            note=life.note,
+            source=_cite(sources, life.source),
+            checked_on=life.checked_on.isoformat(),
+            confidence=life.confidence,
+        ),
+    )
+
+
+_active: Catalog | None = None
+
+
+def install(catalog: Catalog) -> None:
+    """Make `catalog` the one this process routes with (once, at start)."""
+    global _active
+    _active = catalog
+
+
+def active() -> Catalog:
+    global _active
+    if _active is None:
+        _active = load_catalog()
+    return _active
+
+
+def model_view(spec: ModelSpec, day: date) -> dict[str, Any]:
+    """One model as `GET /v1/models` and `reelforge models` show it: its facts and its state on
+    `day` (with the dates and replacement when it is deprecated or retired)."""
+    state = spec.lifecycle.state_on(day)
+    notice = spec.lifecycle.notice(day) if state in ("deprecated", "retired") else None
+    return {**spec.model_dump(mode="json"), "state": state, "state_notice": notice}
 
 
 def find_model(provider: str, model: str) -> ModelSpec | None:
-    return next((m for m in MODELS if m.provider == provider and m.model == model), None)
+    return active().find(provider, model)
 
 
 def models_of(provider: str) -> tuple[ModelSpec, ...]:
-    return tuple(m for m in MODELS if m.provider == provider)
+    return active().of(provider)
+
+
+def all_models() -> tuple[ModelSpec, ...]:
+    return active().models
+
+
+def __getattr__(name: str) -> Any:
+    # `MODELS` is the active catalog's models, read when it is asked for (not at import).
+    if name == "MODELS":
+        return active().models
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -33,6 +33,7 @@ PURE_MODULES = [
     ROOT / "shared" / "jobs.py",
     ROOT / "shared" / "routing.py",
     ROOT / "shared" / "providers" / "catalog.py",
+    ROOT / "shared" / "providers" / "catalog_file.py",
     ROOT / "shared" / "providers" / "errors.py",
     *sorted((ROOT / "services").glob("*/logic.py")),
 ]
