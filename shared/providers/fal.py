@@ -101,6 +101,17 @@ def classify_detail(body: Any, status: int, error_type: str | None) -> tuple[Fai
     return FailureClass.GENERATION_FAILED, message
 
 
+def locked_account(exc: ProviderRejected) -> ProviderRejected:
+    """fal answers 403 "User is locked. Reason: Exhausted balance..." when the prepaid balance is
+    used up: that is quota, not a credentials problem (both fall back; only the label differs,
+    and the label is what an operator alerts on)."""
+    if exc.failure_class is FailureClass.AUTH and "balance" in exc.message.lower():
+        return ProviderRejected(
+            FailureClass.QUOTA_EXHAUSTED, exc.message, provider_code=exc.provider_code
+        )
+    return exc
+
+
 class FalProvider:
     name = "fal"
     capabilities = ProviderCapabilities(
@@ -151,7 +162,10 @@ class FalProvider:
         url = f"{self._base}/{endpoint}"
         if request.callback_url:
             url += "?" + urlencode({"fal_webhook": request.callback_url})
-        data, _ = await self._edge.call_json("POST", url, headers=self._headers, json_body=body)
+        try:
+            data, _ = await self._edge.call_json("POST", url, headers=self._headers, json_body=body)
+        except ProviderRejected as exc:
+            raise locked_account(exc) from exc
         request_id = data.get("request_id")
         if not isinstance(request_id, str) or not request_id:
             raise ProviderUnavailable(FailureClass.PROVIDER_ERROR, "fal: submit gave no request_id")

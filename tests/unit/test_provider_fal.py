@@ -204,6 +204,17 @@ async def test_submit_errors_are_classified(
     assert caught.value.retry_after == retry_after
 
 
+async def test_a_locked_account_with_an_exhausted_balance_is_quota_not_auth(
+    api: FakeProviderApi, client: httpx.AsyncClient
+) -> None:
+    api.on(
+        "POST", f"{BASE}/{MODEL}/text-to-video", status=403, fixture_name="fal/error_403_balance"
+    )
+    with pytest.raises(ProviderRejected) as caught:
+        await fal(client).submit(REQUEST, MODEL)
+    assert caught.value.failure_class is FailureClass.QUOTA_EXHAUSTED
+
+
 @pytest.mark.parametrize(
     ("code", "name", "cancelled"),
     [(202, "fal/cancel_requested", True), (400, "fal/cancel_already_completed", False)],
