@@ -54,6 +54,18 @@ FAL_WIRES: dict[str, Wire] = {
         "fal-ai/bytedance/seedance/v1/lite/image-to-video",
         resolution=_P,
     ),
+    "fal-ai/bytedance/seedance/v1.5/pro": Wire(
+        "fal-ai/bytedance/seedance/v1.5/pro/text-to-video",
+        None,
+        resolution=_P,
+        audio_field="generate_audio",
+    ),
+    "bytedance/seedance-2.0/fast": Wire(
+        "bytedance/seedance-2.0/fast/text-to-video",
+        None,
+        resolution={"480p": "480p", "720p": "720p"},
+        audio_field="generate_audio",
+    ),
     "fal-ai/wan-25-preview": Wire(
         "fal-ai/wan-25-preview/text-to-video",
         "fal-ai/wan-25-preview/image-to-video",
@@ -63,8 +75,7 @@ FAL_WIRES: dict[str, Wire] = {
     "fal-ai/minimax/hailuo-02/standard": Wire(
         "fal-ai/minimax/hailuo-02/standard/text-to-video",
         "fal-ai/minimax/hailuo-02/standard/image-to-video",
-        resolution={"720p": "768P"},
-        aspect_ratio=False,
+        aspect_ratio=False,  # 768P is the default resolution; the text endpoint takes none
     ),
     "fal-ai/minimax/hailuo-02/pro": Wire(
         "fal-ai/minimax/hailuo-02/pro/text-to-video",

@@ -54,5 +54,11 @@ async def test_a_job_routed_through_an_aggregator_ends_as_a_stored_video(
         if await hints(api, provider, "forwarded") or await hints(api, provider, "unknown_task"):
             break
         await asyncio.sleep(0.2)
-    assert await hints(api, provider, "invalid") == 0
-    assert await hints(api, provider, "forwarded") + await hints(api, provider, "unknown_task") > 0
+    metrics = [
+        line
+        for line in (await api.get(f"{API}/metrics")).text.splitlines()
+        if line.startswith("reelforge_webhook_hints_total")
+    ]
+    assert await hints(api, provider, "invalid") == 0, metrics
+    delivered = await hints(api, provider, "forwarded") + await hints(api, provider, "unknown_task")
+    assert delivered > 0, metrics

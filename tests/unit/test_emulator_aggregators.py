@@ -77,7 +77,7 @@ def test_fal_refuses_a_missing_key_an_unknown_endpoint_and_a_bad_duration(
     assert client.post(SEEDANCE, json={"prompt": "x"}).status_code == 401
     unknown = client.post("/fal/queue/fal-ai/nope/text-to-video", headers=FAL, json={})
     assert unknown.status_code == 404
-    bad = client.post(SEEDANCE, headers=FAL, json={"prompt": "x", "duration": "7"})
+    bad = client.post(SEEDANCE, headers=FAL, json={"prompt": "x", "duration": "13"})
     assert bad.status_code == 422
     assert bad.json()["detail"][0]["loc"] == ["body", "duration"]
     no_prompt = client.post(SEEDANCE, headers=FAL, json={"duration": "5"})

@@ -85,12 +85,34 @@ async def test_submit_with_an_image_uses_the_image_endpoint_and_its_field(
     assert ref.extra["app"] == "fal-ai/luma-dream-machine"
 
 
+async def test_audio_is_sent_as_generate_audio_where_the_model_takes_it(
+    api: FakeProviderApi, client: httpx.AsyncClient
+) -> None:
+    url = f"{BASE}/bytedance/seedance-2.0/fast/text-to-video"
+    api.on("POST", url, fixture_name="fal/submit")
+    ref = await fal(client).submit(
+        REQUEST.model_copy(update={"audio": True}), "bytedance/seedance-2.0/fast"
+    )
+    assert api.sent_json("POST", url)["generate_audio"] is True
+    assert ref.extra["app"] == "bytedance/seedance-2.0"
+
+
+async def test_a_model_without_an_image_endpoint_refuses_an_image(
+    api: FakeProviderApi, client: httpx.AsyncClient
+) -> None:
+    request = REQUEST.model_copy(update={"image_url": "https://img.example/a.jpg"})
+    with pytest.raises(ProviderRejected) as caught:
+        await fal(client).submit(request, "bytedance/seedance-2.0/fast")
+    assert caught.value.failure_class is FailureClass.INVALID_INPUT
+    assert api.requests == []
+
+
 async def test_a_resolution_the_model_lacks_is_refused_before_any_call(
     api: FakeProviderApi, client: httpx.AsyncClient
 ) -> None:
     request = REQUEST.model_copy(update={"resolution": "1080p"})
     with pytest.raises(ProviderRejected) as caught:
-        await fal(client).submit(request, "fal-ai/minimax/hailuo-02/standard")
+        await fal(client).submit(request, "bytedance/seedance-2.0/fast")
     assert caught.value.failure_class is FailureClass.INVALID_INPUT
     assert api.requests == []
 
