@@ -4,7 +4,6 @@ and the aggregator's signed webhook reaches the intake as a verified hint."""
 from __future__ import annotations
 
 import asyncio
-import re
 
 import httpx
 import pytest
@@ -16,12 +15,17 @@ pytestmark = pytest.mark.e2e
 
 
 async def hints(api: httpx.AsyncClient, provider: str, outcome: str) -> float:
-    text = (await api.get(f"{API}/metrics")).text
-    pattern = (
-        rf'^reelforge_webhook_hints_total\{{[^}}]*provider="{provider}"[^}}]*'
-        rf'outcome="{outcome}"[^}}]*\}} (\S+)$'
-    )
-    return sum(float(v) for v in re.findall(pattern, text, re.MULTILINE))
+    """The intake's webhook-hint counter for one provider and outcome (labels in any order)."""
+    total = 0.0
+    for line in (await api.get(f"{API}/metrics")).text.splitlines():
+        labels, _, value = line.rpartition(" ")
+        if (
+            labels.startswith("reelforge_webhook_hints_total{")
+            and f'provider="{provider}"' in labels
+            and f'outcome="{outcome}"' in labels
+        ):
+            total += float(value)
+    return total
 
 
 @pytest.mark.parametrize(
