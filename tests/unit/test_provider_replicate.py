@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from shared import webhooks
+from shared.providers.aggregator_models import REPLICATE_WIRES, Wire
 from shared.providers.base import GenerationRequest, TaskRef, TaskState
 from shared.providers.errors import (
     FailureClass,
@@ -209,3 +210,16 @@ async def test_a_webhook_signed_with_another_secret_is_refused(client: httpx.Asy
     with pytest.raises(ProviderRejected) as caught:
         replicate(client).parse_webhook(headers, body)
     assert caught.value.failure_class is FailureClass.AUTH
+
+
+def test_a_pinned_version_is_created_through_the_predictions_endpoint(
+    monkeypatch: pytest.MonkeyPatch, client: httpx.AsyncClient
+) -> None:
+    pinned = Wire(
+        "acme/video:5c7d5dc6dd8bf75c1acaa8565735e7986bc5b66206b55cca93cb72c9bf15ccaa", None
+    )
+    monkeypatch.setitem(REPLICATE_WIRES, "acme/video", pinned)
+    path, body = replicate(client).create_request(REQUEST, "acme/video")
+    assert path == "/v1/predictions"
+    assert body["version"] == pinned.text.partition(":")[2]  # type: ignore[union-attr]
+    assert body["input"]["prompt"] == REQUEST.prompt
