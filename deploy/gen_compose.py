@@ -26,6 +26,8 @@ PROVIDERS_ENV = {
     "VERTEX_GCS_BASE_URL": f"{EMULATOR}/vertex/gcs",
     "RUNWAY_BASE_URL": f"{EMULATOR}/runway",
     "KLING_BASE_URL": f"{EMULATOR}/kling",
+    "FAL_QUEUE_BASE_URL": f"{EMULATOR}/fal/queue",
+    "REPLICATE_BASE_URL": f"{EMULATOR}/replicate",
     "CALLBACK_BASE_URL": "http://intake:8080",
 }
 # The compose demo's emulator and receivers live on docker's private network, not on loopback.

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-PROVIDERS: tuple[str, ...] = ("openai", "gemini", "vertex", "runway", "kling")
+PROVIDERS: tuple[str, ...] = ("openai", "gemini", "vertex", "runway", "kling", "fal", "replicate")
 
 
 class Topic(StrEnum):
@@ -22,6 +22,8 @@ class Topic(StrEnum):
     TASKS_VERTEX = "provider-tasks-vertex"
     TASKS_RUNWAY = "provider-tasks-runway"
     TASKS_KLING = "provider-tasks-kling"
+    TASKS_FAL = "provider-tasks-fal"
+    TASKS_REPLICATE = "provider-tasks-replicate"
     TASKS_SUCCEEDED = "tasks-succeeded"
     TASKS_FAILED = "tasks-failed"
     CANDIDATES_STORED = "candidates-stored"

@@ -12,10 +12,12 @@ from fastapi import FastAPI
 
 from services.emulator import (
     admin,
+    fal_api,
     gemini_api,
     gemini_interactions_api,
     kling_api,
     openai_api,
+    replicate_api,
     runway_api,
     vertex_api,
 )
@@ -74,14 +76,16 @@ def create_app(
 
     app = FastAPI(title="Reelforge provider emulator", lifespan=lifespan)
     app.state.ctx = ctx
-    for module in (
+    surfaces = (
         openai_api,
         gemini_api,
         gemini_interactions_api,
         vertex_api,
         runway_api,
         kling_api,
-        admin,
-    ):
+        fal_api,
+        replicate_api,
+    )
+    for module in (*surfaces, admin):
         app.include_router(module.build_router(ctx))
     return app

@@ -69,6 +69,10 @@ class EmulatorSettings(BaseSettings):
     openai_webhook_secret: str = "whsec_ZW11bGF0b3Itb3BlbmFpLXdlYmhvb2stc2VjcmV0"
     gemini_webhook_url: str | None = None
     gemini_webhook_secret: str = "whsec_ZW11bGF0b3ItZ2VtaW5pLXdlYmhvb2stc2VjcmV0"
+    # fal signs webhooks with ED25519; the emulator's key comes from this 32-byte seed (its
+    # public JWKS is shared.providers.settings.EMULATOR_FAL_JWKS).
+    fal_webhook_key_seed: str = "reelforge-emulator-fal-ed25519-k"
+    replicate_webhook_secret: str = "whsec_ZW11bGF0b3ItcmVwbGljYXRlLXdlYmhvb2stc2VjcmV0"
     webhook_max_attempts: int = Field(3, ge=1)
     webhook_retry_seconds: float = 0.5
     webhook_timeout_seconds: float = 5.0

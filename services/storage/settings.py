@@ -14,6 +14,7 @@ from pydantic_settings import SettingsConfigDict
 
 from shared.providers.settings import ProviderSettings
 from shared.settings import EgressSettings, ServiceSettings
+from shared.topics import PROVIDERS
 
 
 class StorageSettings(ServiceSettings, EgressSettings):
@@ -48,7 +49,7 @@ class StorageSettings(ServiceSettings, EgressSettings):
         True, description="Delete the provider-side result once re-hosted, where the API allows."
     )
     enabled_providers: str = Field(
-        "openai,gemini,vertex,runway,kling",
+        ",".join(PROVIDERS),
         description="Comma-separated providers whose results this process downloads.",
     )
     provider_settings: ProviderSettings = Field(

@@ -11,9 +11,11 @@ from collections.abc import Callable
 import httpx
 
 from shared.providers.base import VideoProvider
+from shared.providers.fal import FalProvider
 from shared.providers.gemini import GeminiProvider
 from shared.providers.kling import KlingProvider
 from shared.providers.openai_videos import OpenAIVideosProvider
+from shared.providers.replicate import ReplicateProvider
 from shared.providers.runway import RunwayProvider
 from shared.providers.settings import ProviderSettings, secret
 from shared.providers.veo import VertexVeoProvider
@@ -70,12 +72,32 @@ def _kling(s: ProviderSettings, client: httpx.AsyncClient) -> VideoProvider:
     )
 
 
+def _fal(s: ProviderSettings, client: httpx.AsyncClient) -> VideoProvider:
+    return FalProvider(
+        client,
+        api_key=s.fal_key.get_secret_value(),
+        queue_base_url=s.fal_queue_base_url,
+        webhook_jwks=s.fal_webhook_jwks,
+    )
+
+
+def _replicate(s: ProviderSettings, client: httpx.AsyncClient) -> VideoProvider:
+    return ReplicateProvider(
+        client,
+        api_token=s.replicate_api_token.get_secret_value(),
+        base_url=s.replicate_base_url,
+        webhook_secret=secret(s.replicate_webhook_secret),
+    )
+
+
 _BUILDERS: dict[str, Builder] = {
     "openai": _openai,
     "gemini": _gemini,
     "vertex": _vertex,
     "runway": _runway,
     "kling": _kling,
+    "fal": _fal,
+    "replicate": _replicate,
 }
 PROVIDER_NAMES: tuple[str, ...] = tuple(_BUILDERS)
 

@@ -14,6 +14,11 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 EMULATOR = "http://127.0.0.1:8090"
+# The public half of the emulator's fal webhook key (services/emulator/fal_api.py).
+EMULATOR_FAL_JWKS = (
+    '{"keys":[{"kty":"OKP","crv":"Ed25519","x":"_6b2gEBQxERuAXpYdmo0rE6Q0oHySNME1vjL227VZcc",'
+    '"kid":"emulator-fal-1","use":"sig"}]}'
+)
 
 
 class ProviderSettings(BaseSettings):
@@ -66,6 +71,27 @@ class ProviderSettings(BaseSettings):
         SecretStr("emulator-sk-reelforge-local-hs256-key"), description="Kling secret key."
     )
     kling_base_url: str = Field(f"{EMULATOR}/kling", description="Kling API origin.")
+
+    fal_key: SecretStr = Field(SecretStr("emulator-fal-key"), description="fal API key (FAL_KEY).")
+    fal_queue_base_url: str = Field(
+        f"{EMULATOR}/fal/queue", description="fal queue origin (https://queue.fal.run)."
+    )
+    fal_webhook_jwks: str | None = Field(
+        EMULATOR_FAL_JWKS,
+        description="JWKS text of fal's webhook keys (https://rest.alpha.fal.ai/.well-known/"
+        "jwks.json; default: the emulator's key).",
+    )
+
+    replicate_api_token: SecretStr = Field(
+        SecretStr("r8_emulator"), description="Replicate API token (REPLICATE_API_TOKEN)."
+    )
+    replicate_base_url: str = Field(
+        f"{EMULATOR}/replicate", description="Replicate API origin (https://api.replicate.com)."
+    )
+    replicate_webhook_secret: SecretStr | None = Field(
+        SecretStr("whsec_ZW11bGF0b3ItcmVwbGljYXRlLXdlYmhvb2stc2VjcmV0"),
+        description="Standard Webhooks secret from GET /v1/webhooks/default/secret.",
+    )
 
 
 def secret(value: SecretStr | None) -> str | None:

@@ -85,6 +85,15 @@ CASES = [
         output_moderation=FailureClass.MODERATION_INPUT,
     ),
     Case("kling", "kling", "kling-v3", 3, "999999999999999999", extra=(("kind", "text2video"),)),
+    Case(
+        "fal",
+        "fal",
+        "fal-ai/bytedance/seedance/v1/pro",
+        5,
+        str(uuid.uuid4()),
+        extra=(("app", "fal-ai/bytedance"),),
+    ),
+    Case("replicate", "replicate", "bytedance/seedance-1-pro", 2, "q" * 26),
 ]
 
 
@@ -99,6 +108,8 @@ def settings_for(url: str, case: Case) -> ProviderSettings:
         kling_base_url=f"{url}/kling",
         kling_access_key=KLING_ACCESS_KEY,
         kling_secret_key=KLING_SECRET_KEY,
+        fal_queue_base_url=f"{url}/fal/queue",
+        replicate_base_url=f"{url}/replicate",
     )
 
 
