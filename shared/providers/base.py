@@ -11,6 +11,20 @@ The shape follows Vercel AI SDK's start / status / webhook split:
   task's deadline), never to a failure.
 * `download(ref, output)` streams the result bytes; it never buffers a whole video.
 * `cancel(ref)` / `delete(ref)` where the provider has them (`capabilities` says which).
+* `find_created(request, model)` finds the task an earlier create of the same request made,
+  by the caller's id the provider stored with it (`request.external_id`), or returns None
+  when the provider has none. Only providers whose `capabilities.find_by_external_id` is true
+  can answer, and they must also refuse a second create with the same id (so a create sent
+  after "not found" cannot pay twice); the others return None. This is how an ambiguous
+  create (sent, answer lost: `ProviderError.outcome_unknown`) is resolved without paying
+  twice. Sources: Kling stores `external_task_id` (echoed in `task_info`) and its
+  "Query Task (Single)", `GET /v1/videos/text2video/{id}`, takes either the task id or the
+  external_task_id in the path ("choose one of the two"; Kling API reference, read through
+  its public mirrors since the official site is not machine-readable). OpenAI's `/v1/videos` and
+  Runway's creates take no client id, and their SDKs send no `Idempotency-Key` (the Stainless
+  base client only adds one when the generated client sets `_idempotency_header`, which
+  openai-python's `OpenAI` and runwayml `sdk-python`'s `RunwayML` do not). Google's
+  `predictLongRunning` (Gemini API and Vertex AI) takes no request id either.
 * `parse_webhook(headers, body)` verifies a provider webhook and turns it into a hint
   (which task to re-check). A hint is never trusted as a result: the poller confirms it with
   `status()`.
@@ -198,6 +212,7 @@ class ProviderCapabilities(_Frozen):
     delete: bool
     webhooks: bool
     per_request_callback: bool
+    find_by_external_id: bool = False
 
 
 class VideoProvider(Protocol):
@@ -212,6 +227,8 @@ class VideoProvider(Protocol):
     async def status(self, ref: TaskRef) -> TaskStatus: ...
 
     def download(self, ref: TaskRef, output: VideoOutput) -> AsyncIterator[bytes]: ...
+
+    async def find_created(self, request: GenerationRequest, model: str) -> TaskRef | None: ...
 
     async def cancel(self, ref: TaskRef) -> bool: ...
 

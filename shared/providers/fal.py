@@ -245,6 +245,9 @@ class FalProvider:
         async for chunk in self._edge.stream(output.url, expires_at=output.expires_at):
             yield chunk
 
+    async def find_created(self, request: GenerationRequest, model: str) -> TaskRef | None:
+        return None  # the queue API takes no client request id: a lost answer cannot be found
+
     async def cancel(self, ref: TaskRef) -> bool:
         response = await self._edge.call(
             "PUT",

@@ -84,6 +84,10 @@ class GeminiProvider:
         async for chunk in self._surface(ref).download(ref, output):
             yield chunk
 
+    async def find_created(self, request: GenerationRequest, model: str) -> TaskRef | None:
+        surface = self.interactions if is_interactions_model(model) else self.veo
+        return await surface.find_created(request, model)
+
     async def cancel(self, ref: TaskRef) -> bool:
         return await self._surface(ref).cancel(ref)
 

@@ -230,6 +230,9 @@ class InteractionsVideo:
         for piece in iter_b64_chunks(str(blocks[output.index]["data"])):
             yield base64.b64decode(piece)
 
+    async def find_created(self, request: GenerationRequest, model: str) -> TaskRef | None:
+        return None  # interactions take no client request id: a lost answer cannot be found
+
     async def cancel(self, ref: TaskRef) -> bool:
         await self._call("POST", self._url(ref.task_id, "/cancel"))
         return True

@@ -252,6 +252,9 @@ class ReplicateProvider:
         async for chunk in self._edge.stream(output.url, expires_at=output.expires_at):
             yield chunk
 
+    async def find_created(self, request: GenerationRequest, model: str) -> TaskRef | None:
+        return None  # predictions take no client request id: a lost answer cannot be found
+
     async def cancel(self, ref: TaskRef) -> bool:
         try:
             await self._call("POST", f"/v1/predictions/{quote(ref.task_id, safe='')}/cancel")
