@@ -112,13 +112,19 @@ ENDPOINT_HOSTS = {
     "queue.fal.run",
     "fal.run",
     "api.replicate.com",
+    "rest.alpha.fal.ai",  # fal's webhook JWKS endpoint
 }
+# Hosts that the providers put in their own response bodies (error help links, a
+# prediction's web page), which the emulator reproduces as the real APIs send them.
+WIRE_BODY_HOSTS = {"docs.fal.ai", "replicate.com", "ai.google.dev"}
 
 
 def test_code_files_cite_nothing_outside_the_repository() -> None:
     found: list[str] = []
     for path in sorted([*ROOT.glob("shared/**/*.py"), *ROOT.glob("services/**/*.py")]):
         for host in re.findall(r"https?://([A-Za-z0-9.-]+)", path.read_text()):
-            if host not in ENDPOINT_HOSTS and not host.endswith(".googleapis.com"):
+            if host not in ENDPOINT_HOSTS | WIRE_BODY_HOSTS and not host.endswith(
+                ".googleapis.com"
+            ):
                 found.append(f"{path.relative_to(ROOT)}: {host}")
     assert found == []
