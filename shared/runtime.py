@@ -26,6 +26,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from pymongo import AsyncMongoClient
 from pymongo.errors import OperationFailure, PyMongoError
 
+from shared import body_limit
 from shared.blobstore import MinioBlobStore
 from shared.errors import ConfigurationError, DependencyUnavailable, ReelforgeError
 from shared.logs import configure_logging
@@ -130,6 +131,7 @@ class ServiceProcess:
 
     def __post_init__(self) -> None:
         self._add_standard_routes()
+        body_limit.install(self.http, self.settings.max_body_bytes)
 
     def _add_standard_routes(self) -> None:
         registry, checks = self.registry, self.checks

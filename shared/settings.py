@@ -11,6 +11,8 @@ from __future__ import annotations
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.limits import MAX_BODY_BYTES
+
 
 class InfraSettings(BaseSettings):
     """Where the broker, the job database and the object store are."""
@@ -143,4 +145,9 @@ class ServiceSettings(InfraSettings):
     log_level: str = Field(
         "INFO",
         description="Python log level.",
+    )
+    max_body_bytes: int = Field(
+        MAX_BODY_BYTES,
+        ge=1024,
+        description="HTTP request bodies over this are refused with 413 before parsing.",
     )

@@ -2,20 +2,30 @@
 
 # No `from __future__ import annotations` here: FastAPI must see the local `Tenant` type.
 import asyncio
+import hmac
 import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse, StreamingResponse
 
 from services.intake import handlers, logic
-from services.intake.handlers import IdempotencyConflict, IntakeDeps
+from services.intake.handlers import IdempotencyConflict, IntakeDeps, TenantLimited
 from services.intake.live import LiveUpdates
+from shared import body_limit
 from shared.jobs import Job, JobRequest, JobState
+from shared.limits import IDEMPOTENCY_KEY_MAX_CHARS
 from shared.providers.catalog import MODELS
 from shared.routing import NoRoute
 from shared.tenants import webhook_secret_for
+
+
+def mount(app: FastAPI, deps: IntakeDeps, live: LiveUpdates) -> None:
+    """The API on `app`, with its body caps (webhooks get a smaller one)."""
+    app.include_router(build_router(deps, live))
+    settings = deps.settings
+    body_limit.install(app, settings.max_body_bytes, {"/hooks/": settings.max_webhook_body_bytes})
 
 
 def build_router(deps: IntakeDeps, live: LiveUpdates) -> APIRouter:
@@ -43,9 +53,17 @@ def build_router(deps: IntakeDeps, live: LiveUpdates) -> APIRouter:
         request: JobRequest,
         tenant_id: Tenant,
         response: Response,
-        idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+        idempotency_key: Annotated[str | None, Header(max_length=IDEMPOTENCY_KEY_MAX_CHARS)] = None,
         traceparent: Annotated[str | None, Header()] = None,
     ) -> dict[str, Any]:
+        if traceparent is not None and not logic.valid_traceparent(traceparent):
+            traceparent = None  # a malformed trace context starts a new trace (W3C)
+        try:
+            await handlers.admit(deps, tenant_id)
+        except TenantLimited as exc:
+            deps.metrics.jobs_rejected.labels(exc.limit).inc()
+            headers = {"Retry-After": str(exc.retry_after)}
+            raise HTTPException(429, str(exc), headers=headers) from exc
         try:
             submitted = await handlers.submit_job(
                 deps,
@@ -160,8 +178,10 @@ def build_router(deps: IntakeDeps, live: LiveUpdates) -> APIRouter:
     async def provider_webhook(
         provider: str, request: Request, token: str | None = None
     ) -> JSONResponse:
+        if provider not in deps.providers:  # before any metric series or body read
+            raise HTTPException(404, f"no webhook ingress for provider {provider[:40]!r}")
         unsigned = provider == "kling"  # Kling signs nothing: the secret is in the URL
-        if unsigned and token != deps.settings.callback_token:
+        if unsigned and not _same_token(token, deps.settings.callback_token):
             raise HTTPException(404, "not found")
         outcome = await handlers.ingest_webhook(
             deps, provider, dict(request.headers), await request.body()
@@ -169,6 +189,12 @@ def build_router(deps: IntakeDeps, live: LiveUpdates) -> APIRouter:
         deps.metrics.webhook_hints.labels(provider, outcome).inc()
         if outcome == "invalid":
             raise HTTPException(400, "webhook signature or body invalid")
+        if outcome == "replayed":
+            raise HTTPException(409, "this webhook id was already received (replay refused)")
         return JSONResponse({"outcome": outcome})
 
     return router
+
+
+def _same_token(given: str | None, expected: str) -> bool:
+    return hmac.compare_digest((given or "").encode(), expected.encode())
