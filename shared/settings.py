@@ -8,6 +8,8 @@ Nothing outside a `settings.py` reads `os.environ`.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -21,6 +23,11 @@ class InfraSettings(BaseSettings):
         env_prefix="", extra="ignore", frozen=True, populate_by_name=True
     )
 
+    reelforge_env: Literal["development", "production"] = Field(
+        validation_alias=AliasChoices("REELFORGE_ENV", "reelforge_env"),
+        default="development",
+        description="production: refuse to start with any built-in secret or unsafe setting.",
+    )
     kafka_bootstrap_servers: str = Field(
         validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "kafka_bootstrap_servers"),
         default="127.0.0.1:19092",
