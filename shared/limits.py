@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import AfterValidator
+from pydantic import AfterValidator, StringConstraints
 
 # Kafka's default `max.message.bytes` is 1,048,588; every event we write stays below this.
 MAX_EVENT_BYTES = 1_000_000
@@ -46,6 +46,10 @@ def storable_text(value: str) -> str:
 
 
 StorableStr = Annotated[str, AfterValidator(storable_text)]
+# Ids and cursors taken from paths and query strings: looked up in the store as they are.
+IdParam = Annotated[
+    str, StringConstraints(min_length=1, max_length=200), AfterValidator(storable_text)
+]
 
 
 def check_metadata(metadata: dict[str, str]) -> dict[str, str]:

@@ -15,7 +15,7 @@ from services.intake.handlers import IdempotencyConflict, IntakeDeps, TenantLimi
 from services.intake.live import LiveUpdates
 from shared import body_limit
 from shared.jobs import Job, JobRequest, JobState
-from shared.limits import IDEMPOTENCY_KEY_MAX_CHARS
+from shared.limits import IDEMPOTENCY_KEY_MAX_CHARS, IdParam
 from shared.providers.catalog import MODELS
 from shared.routing import NoRoute
 from shared.tenants import webhook_secret_for
@@ -42,7 +42,7 @@ def build_router(deps: IntakeDeps, live: LiveUpdates) -> APIRouter:
 
     Tenant = Annotated[str, Depends(tenant)]
 
-    async def owned_job(job_id: str, tenant_id: str) -> Job:
+    async def owned_job(job_id: IdParam, tenant_id: str) -> Job:
         job = await deps.repo.get(job_id, tenant_id=tenant_id)
         if job is None:  # another tenant's job is indistinguishable from a missing one
             raise HTTPException(404, f"job {job_id} not found")
@@ -108,7 +108,7 @@ def build_router(deps: IntakeDeps, live: LiveUpdates) -> APIRouter:
         tenant_id: Tenant,
         state: JobState | None = None,
         limit: Annotated[int, Query(ge=1, le=100)] = 20,
-        cursor: str | None = None,
+        cursor: IdParam | None = None,
     ) -> dict[str, Any]:
         try:
             page = await deps.repo.list_jobs(tenant_id, state=state, limit=limit, cursor=cursor)
@@ -117,12 +117,12 @@ def build_router(deps: IntakeDeps, live: LiveUpdates) -> APIRouter:
         return {"jobs": [logic.job_view(j) for j in page.jobs], "next_cursor": page.next_cursor}
 
     @router.get("/v1/jobs/{job_id}")
-    async def get_job(job_id: str, tenant_id: Tenant) -> dict[str, Any]:
+    async def get_job(job_id: IdParam, tenant_id: Tenant) -> dict[str, Any]:
         job = await owned_job(job_id, tenant_id)
         return logic.job_view(job, await handlers.queue_position(deps, job))
 
     @router.post("/v1/jobs/{job_id}/cancel")
-    async def cancel(job_id: str, tenant_id: Tenant) -> dict[str, Any]:
+    async def cancel(job_id: IdParam, tenant_id: Tenant) -> dict[str, Any]:
         job = await owned_job(job_id, tenant_id)
         cancelled = await handlers.cancel_job(deps, job)
         if cancelled is None:
@@ -131,7 +131,7 @@ def build_router(deps: IntakeDeps, live: LiveUpdates) -> APIRouter:
         return logic.job_view(cancelled)
 
     @router.get("/v1/jobs/{job_id}/video")
-    async def video(job_id: str, tenant_id: Tenant, thumbnail: bool = False) -> Response:
+    async def video(job_id: IdParam, tenant_id: Tenant, thumbnail: bool = False) -> Response:
         job = await owned_job(job_id, tenant_id)
         if job.result is None:
             raise HTTPException(409, f"job {job_id} has no video yet ({job.state.value})")
@@ -142,7 +142,7 @@ def build_router(deps: IntakeDeps, live: LiveUpdates) -> APIRouter:
         return RedirectResponse(url, status_code=307)
 
     @router.get("/v1/jobs/{job_id}/events")
-    async def events(job_id: str, tenant_id: Tenant) -> StreamingResponse:
+    async def events(job_id: IdParam, tenant_id: Tenant) -> StreamingResponse:
         job = await owned_job(job_id, tenant_id)
         return StreamingResponse(
             _stream(job), media_type="text/event-stream", headers={"Cache-Control": "no-store"}

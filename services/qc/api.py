@@ -22,6 +22,7 @@ from services.qc.desk import DecisionConflict, ReviewDesk, ReviewNotFound
 from services.qc.reviews import Review, ReviewStatus, ReviewStore
 from shared.blobstore import BlobStore
 from shared.jobs import Job
+from shared.limits import IdParam
 from shared.repository import JobRepository
 from shared.tenants import TenantDirectory
 
@@ -71,14 +72,14 @@ def build_router(
         return {"reviews": [_summary(r) for r in found]}
 
     @router.get("/v1/reviews/{review_id}")
-    async def get_review(review_id: str, tenant_id: str = auth) -> dict[str, Any]:
+    async def get_review(review_id: IdParam, tenant_id: str = auth) -> dict[str, Any]:
         review = await reviews.get(review_id, tenant_id)
         if review is None:
             raise HTTPException(404, "no such review")
         return await _detail(review)
 
     @router.post("/v1/reviews/{review_id}/decision")
-    async def decide(review_id: str, body: Decision, tenant_id: str = auth) -> dict[str, Any]:
+    async def decide(review_id: IdParam, body: Decision, tenant_id: str = auth) -> dict[str, Any]:
         status = ReviewStatus.APPROVED if body.decision == "approve" else ReviewStatus.REJECTED
         try:
             review = await desk.decide(tenant_id, review_id, status, body.feedback)
