@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 from faststream.kafka import TestKafkaBroker
+from faststream.kafka.annotations import KafkaMessage
 
 from services.intake.app import wire_consumers
 from services.intake.live import LiveUpdates
@@ -289,3 +290,22 @@ async def test_bad_requests_on_the_topic_are_dead_lettered_with_the_reason() -> 
     assert "NUL" in reasons[1]
     assert "subject (the idempotency key)" in reasons[2]
     assert h.repo.docs == {}
+
+
+async def test_a_request_near_the_message_limit_is_dead_lettered_in_a_record_that_fits() -> None:
+    h = Harness()
+    wire_consumers(h.deps, LiveUpdates())
+    dead: list[bytes] = []
+
+    @h.broker.subscriber("job-requests-dlq", group_id="test-dlq", ack_policy="ack")
+    async def on_dead(body: dict[str, object], message: KafkaMessage) -> None:
+        dead.append(message.body)
+
+    huge = b'{"not": "a request", "pad": "' + b"\x01" * 1_000_000 + b'"}'
+    async with TestKafkaBroker(h.broker) as broker:
+        await broker.publish(huge, "job-requests", key=b"k")
+    assert len(dead) == 1
+    assert len(dead[0]) < MAX_EVENT_BYTES  # the broker would refuse a larger one, forever
+    record = json.loads(dead[0])
+    assert record["payload_truncated"] is True
+    assert "invalid message" in record["reason"]
