@@ -57,6 +57,9 @@ ALLOWED_EMPTY: dict[str, str] = {
     'sum(increase(reelforge_webhook_deliveries_total{outcome="dead"}[1h]))': (
         "no delivery exhausted its retries"
     ),
+    "sum by (tenant, limit) (increase(reelforge_tenant_limited_total[1h]))": (
+        "no tenant reached a per-tenant limit"
+    ),
 }
 # The QC job only has to be judged: at the emulator's reduced test resolution QC may reject
 # every candidate, which is a verdict too.
