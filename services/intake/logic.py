@@ -155,4 +155,4 @@ class TenantRate:
         if current >= per_minute:
             return math.ceil(60 - into)
         # Wait until enough of the previous window has slid out.
-        return max(1, math.ceil(60 * (1 - (per_minute - current) / previous) - into))
+        return max(1, math.floor(60 * (1 - (per_minute - current) / previous) - into) + 1)
