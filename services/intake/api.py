@@ -59,7 +59,7 @@ def build_router(deps: IntakeDeps, live: LiveUpdates) -> APIRouter:
         if traceparent is not None and not logic.valid_traceparent(traceparent):
             traceparent = None  # a malformed trace context starts a new trace (W3C)
         try:
-            await handlers.admit(deps, tenant_id)
+            await handlers.admit(deps, tenant_id, idempotency_key)
         except TenantLimited as exc:
             deps.metrics.jobs_rejected.labels(exc.limit).inc()
             headers = {"Retry-After": str(exc.retry_after)}

@@ -81,9 +81,12 @@ class Submitted:
     created: bool
 
 
-async def admit(deps: IntakeDeps, tenant_id: str) -> None:
+async def admit(deps: IntakeDeps, tenant_id: str, idempotency_key: str | None = None) -> None:
     """Per-tenant limits of job creation, from settings: requests per minute (per intake
-    replica) and jobs not yet ended (counted in the store, so across replicas)."""
+    replica) and jobs not yet ended (counted in the store, so across replicas). A retry with
+    the key of an existing job creates nothing, so it passes (it gets its job back)."""
+    if idempotency_key and await deps.repo.find_by_idempotency_key(tenant_id, idempotency_key):
+        return
     limits = deps.settings.limits_for(tenant_id)
     wait = deps.rates.admit(tenant_id, limits.requests_per_minute, deps.ticks())
     if wait:

@@ -263,7 +263,16 @@ async def test_active_jobs_are_limited_per_tenant_and_freed_when_one_ends() -> N
         assert refused.headers["Retry-After"] == "30"
         assert "at most 1" in refused.json()["detail"]
         assert h.registry.get_sample_value("reelforge_tenant_active_jobs", {"tenant": "ta"}) == 1
+        keyed = {**A, "Idempotency-Key": "retry-me"}
         assert (await client.post(f"/v1/jobs/{job_id}/cancel", headers=A)).status_code == 200
+        first = await client.post("/v1/jobs", json=BODY, headers=keyed)
+        assert first.status_code == 202
+        retried = await client.post("/v1/jobs", json=BODY, headers=keyed)  # at the cap again
+        assert retried.status_code == 200  # a retry of an existing job is not refused
+        assert retried.json()["job_id"] == first.json()["job_id"]
+        assert (
+            await client.post(f"/v1/jobs/{first.json()['job_id']}/cancel", headers=A)
+        ).status_code == 200
         assert (await client.post("/v1/jobs", json=BODY, headers=A)).status_code == 202
 
 
