@@ -10,13 +10,28 @@ import yaml
 
 from deploy.stack import ROOT, default_specs
 
+
+def required(name: str) -> str:
+    """A secret compose must be given: `docker compose` stops with this message when unset."""
+    return f"${{{name}:?set {name} (see README, Security); compose has no default secrets}}"
+
+
+# Secrets come from the environment or an `.env` file beside docker-compose.yml; nothing runs
+# with the demo values the local defaults use.
+SECRETS_ENV = {
+    "API_KEYS": required("API_KEYS"),
+    "WEBHOOK_MASTER_SECRET": required("WEBHOOK_MASTER_SECRET"),
+    "CALLBACK_TOKEN": required("CALLBACK_TOKEN"),
+    "NOTIFIER_ADMIN_TOKEN": required("NOTIFIER_ADMIN_TOKEN"),
+}
 INFRA_ENV = {
+    "REELFORGE_ENV": "${REELFORGE_ENV:-development}",
     "KAFKA_BOOTSTRAP_SERVERS": "kafka:9092",
     # Production keeps MongoDB (the official image): the scheme picks the MongoDB adapter.
     "JOB_STORE_URI": "mongodb://mongo:27017/",
     "S3_ENDPOINT": "http://minio:9000",
-    "S3_ACCESS_KEY": "reelforge",
-    "S3_SECRET_KEY": "reelforge-secret",
+    "S3_ACCESS_KEY": required("S3_ACCESS_KEY"),
+    "S3_SECRET_KEY": required("S3_SECRET_KEY"),
 }
 EMULATOR = "http://emulator:8090"
 PROVIDERS_ENV = {
@@ -31,8 +46,9 @@ PROVIDERS_ENV = {
     "CALLBACK_BASE_URL": "http://intake:8080",
 }
 # The compose demo's emulator and receivers live on docker's private network, not on loopback.
-# For the demo only: production mode refuses any EGRESS_ALLOW (README, "Egress policy").
-COMPOSE_EGRESS_ALLOW = "10.0.0.0/8,172.16.0.0/12,192.168.0.0/16"
+# For the demo only: production mode refuses any EGRESS_ALLOW, so set it empty there
+# (`EGRESS_ALLOW=` in .env; README, "Egress policy").
+COMPOSE_EGRESS_ALLOW = "${EGRESS_ALLOW-10.0.0.0/8,172.16.0.0/12,192.168.0.0/16}"
 
 
 def _health(port: int, path: str = "/health") -> dict[str, Any]:
@@ -88,8 +104,8 @@ def _infra() -> dict[str, Any]:
             "image": "minio/minio:latest",
             "command": ["server", "/data", "--console-address", ":9001"],
             "environment": {
-                "MINIO_ROOT_USER": "reelforge",
-                "MINIO_ROOT_PASSWORD": "reelforge-secret",
+                "MINIO_ROOT_USER": required("S3_ACCESS_KEY"),
+                "MINIO_ROOT_PASSWORD": required("S3_SECRET_KEY"),
             },
             "volumes": ["minio-data:/data"],
             "ports": ["9000:9000", "9001:9001"],
@@ -102,7 +118,9 @@ def _infra() -> dict[str, Any]:
         },
         "prometheus": {
             "image": "prom/prometheus:v2.53.0",
-            "command": ["--config.file=/etc/prometheus/prometheus.yml", "--web.enable-lifecycle"],
+            # No --web.enable-lifecycle: nothing on the network may stop or reload Prometheus
+            # (restart the container to apply a changed config).
+            "command": ["--config.file=/etc/prometheus/prometheus.yml"],
             "volumes": [
                 "./deploy/prometheus/prometheus.compose.yml:/etc/prometheus/prometheus.yml:ro",
                 "./deploy/prometheus/rules:/etc/prometheus/rules:ro",
@@ -146,6 +164,7 @@ def compose() -> dict[str, Any]:
             "command": ["python", "-m", spec.module],
             "environment": {
                 **INFRA_ENV,
+                **SECRETS_ENV,
                 **PROVIDERS_ENV,
                 **env,
                 f"{spec.module.split('.')[-1].upper()}_METRICS_PORT": str(spec.port),

@@ -25,6 +25,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, model_validator
 
+from shared.limits import SEED_MAX, ImageUrl, Metadata, StorableStr
 from shared.providers.base import AspectRatio, Failure, Resolution, TaskRef, VideoOutput
 
 
@@ -101,36 +102,48 @@ class Policy(StrEnum):
 class ModelChoice(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    provider: str
-    model: str | None = Field(None, description="None: the policy picks among the provider's.")
+    provider: StorableStr = Field(max_length=64)
+    model: StorableStr | None = Field(
+        None, max_length=128, description="None: the policy picks among the provider's."
+    )
 
 
 class JobRequest(BaseModel):
     """What a caller asks for, over HTTP or on the `job-requests` topic."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
-    prompt: str = Field(min_length=1, max_length=4000)
-    negative_prompt: str | None = Field(None, max_length=2000)
+    prompt: StorableStr = Field(min_length=1, max_length=4000)
+    negative_prompt: StorableStr | None = Field(None, max_length=2000)
     duration_s: int = Field(8, ge=1, le=60)
     resolution: Resolution = "720p"
     aspect_ratio: AspectRatio = "16:9"
     fps: int | None = Field(None, ge=1, le=60)
     audio: bool = False
-    image_url: str | None = Field(None, max_length=7_000_000)
-    seed: int | None = None
+    image_url: ImageUrl | None = Field(
+        None, description="First frame: an https URL or a data:image/...;base64, URI."
+    )
+    seed: int | None = Field(None, ge=0, le=SEED_MAX, description="What every provider takes.")
     candidates: int = Field(1, ge=1, le=5, description="Candidates to render and score.")
     policy: Policy = Policy.CHEAPEST
-    provider: str | None = Field(None, description="With policy=explicit: the provider.")
-    model: str | None = Field(None, description="With policy=explicit: the model (optional).")
+    provider: StorableStr | None = Field(
+        None, max_length=64, description="With policy=explicit: the provider."
+    )
+    model: StorableStr | None = Field(
+        None, max_length=128, description="With policy=explicit: the model (optional)."
+    )
     fallback_chain: tuple[ModelChoice, ...] = Field(
-        (), description="With policy=fallback_chain: models to try in order."
+        (), max_length=10, description="With policy=fallback_chain: models to try in order."
     )
     allow_fallback: bool = Field(True, description="Fall back to the next route entry on failure.")
-    budget_usd: float | None = Field(None, gt=0, description="Hard cap, retries included.")
+    budget_usd: float | None = Field(
+        None, gt=0, le=100_000, description="Hard cap, retries included."
+    )
     callback_url: HttpUrl | None = Field(None, description="Signed webhook on completion.")
     deadline_s: int = Field(1800, ge=30, le=86_400, description="Give up after this long.")
-    metadata: dict[str, str] = Field(default_factory=dict)
+    metadata: Metadata = Field(
+        default_factory=dict, description="Copied into every outcome event; 16 KiB at most."
+    )
 
     @model_validator(mode="after")
     def _policy_needs_its_fields(self) -> JobRequest:

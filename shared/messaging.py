@@ -74,6 +74,13 @@ class DlqRecord:
     error_type: str
     payload: str
     failed_at: str = field(default_factory=lambda: now().isoformat())
+    payload_truncated: bool = False
+
+
+# A DLQ record must itself fit a Kafka message: a message near the size limit, copied whole
+# into the record, would be refused by the broker and redelivered forever. JSON escaping can
+# grow a character to 6 bytes (\u0000), so 128 Ki characters stay below 1 MB.
+DLQ_PAYLOAD_MAX_CHARS = 131_072
 
 
 async def publish(broker: KafkaBroker, topic: Topic | str, event: Envelope) -> None:
@@ -88,14 +95,16 @@ async def dead_letter(
 ) -> None:
     raw = msg.raw_message
     assert not isinstance(raw, tuple)
+    text = msg.body.decode(errors="replace")
     record = DlqRecord(
         topic=raw.topic,
         partition=raw.partition,
         offset=raw.offset,
-        key=raw.key.decode(errors="replace") if isinstance(raw.key, bytes) else None,
+        key=raw.key[:1024].decode(errors="replace") if isinstance(raw.key, bytes) else None,
         reason=reason,
         error_type=error,
-        payload=msg.body.decode(errors="replace"),
+        payload=text[:DLQ_PAYLOAD_MAX_CHARS],
+        payload_truncated=len(text) > DLQ_PAYLOAD_MAX_CHARS,
     )
     if dlq is None:
         log.error("dropping undecodable message from %s (no DLQ by design): %s", raw.topic, reason)

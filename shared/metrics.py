@@ -45,6 +45,16 @@ class ServiceMetrics:
             "Job requests refused at intake, by reason.",
             ("reason",),
         )
+        self.tenant_limited = counter(
+            "reelforge_tenant_limited_total",
+            "Requests answered 429 by a per-tenant limit, by tenant and limit.",
+            ("tenant", "limit"),
+        )
+        self.tenant_active_jobs = gauge(
+            "reelforge_tenant_active_jobs",
+            "Active jobs of a tenant as last counted by intake's admission check.",
+            ("tenant",),
+        )
         self.job_transitions = counter(
             "reelforge_job_transitions_total",
             "Job state changes, by new state and provider.",

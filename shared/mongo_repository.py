@@ -36,7 +36,15 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from shared.errors import ConfigurationError, DependencyUnavailable
-from shared.jobs import ACTIVE_TASK_STATES, AttemptState, Job, JobState, now, sources_of
+from shared.jobs import (
+    ACTIVE_TASK_STATES,
+    TERMINAL_STATES,
+    AttemptState,
+    Job,
+    JobState,
+    now,
+    sources_of,
+)
 from shared.outbox import Announce, OutboxEvent, outbox_events
 from shared.repository import (
     Created,
@@ -313,6 +321,10 @@ class MongoJobRepository:
         async for row in await self._jobs.aggregate(pipeline):
             counts[JobState(row["_id"])] = int(row["n"])
         return counts
+
+    async def count_active(self, tenant_id: str, limit: int) -> int:
+        query = {"tenant_id": tenant_id, "state": {"$nin": [s.value for s in TERMINAL_STATES]}}
+        return int(await self._jobs.count_documents(query, limit=limit))
 
     async def next_queued(self, provider: str | None, limit: int, at: datetime) -> list[Job]:
         query: dict[str, Any] = {

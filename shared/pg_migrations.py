@@ -176,8 +176,21 @@ CREATE INDEX reviews_tenant_status_created ON reviews (tenant_id, status, create
 CREATE INDEX reviews_tenant_created ON reviews (tenant_id, created_at DESC, id);
 """
 
+WEBHOOK_IDS = """
+-- Standard Webhooks ids seen by intake's /hooks ingress, kept while a replay of the same
+-- signed message could still pass the timestamp check; a second one is refused.
+CREATE TABLE webhook_ids (
+    provider    text NOT NULL,
+    webhook_id  text NOT NULL,
+    expires_at  timestamptz NOT NULL,
+    PRIMARY KEY (provider, webhook_id)
+);
+CREATE INDEX webhook_ids_expires ON webhook_ids (expires_at);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "jobs, tasks, slots, outbox", JOBS),
     Migration(2, "notifier deliveries", NOTIFIER_DELIVERIES),
     Migration(3, "qc reviews", QC_REVIEWS),
+    Migration(4, "webhook ids (replay guard)", WEBHOOK_IDS),
 )

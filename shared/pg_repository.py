@@ -17,7 +17,14 @@ from typing import Any
 import asyncpg
 from pydantic_core import to_jsonable_python
 
-from shared.jobs import ACTIVE_TASK_STATES, AttemptState, Job, JobState, sources_of
+from shared.jobs import (
+    ACTIVE_TASK_STATES,
+    TERMINAL_STATES,
+    AttemptState,
+    Job,
+    JobState,
+    sources_of,
+)
 from shared.jobs import now as utc_now
 from shared.outbox import NOTIFY_CHANNEL, Announce, OutboxEvent, outbox_events
 from shared.pg import Pool
@@ -308,6 +315,17 @@ class PgJobRepository:
         for row in rows:
             counts[JobState(row["state"])] = row["n"]
         return counts
+
+    async def count_active(self, tenant_id: str, limit: int) -> int:
+        # Served by jobs_tenant_state_created; LIMIT bounds the work at the cap.
+        n: int = await self._pool.fetchval(
+            "SELECT count(*) FROM (SELECT 1 FROM jobs WHERE tenant_id = $1"
+            " AND state <> ALL($2::text[]) LIMIT $3) AS active",
+            tenant_id,
+            [s.value for s in TERMINAL_STATES],
+            limit,
+        )
+        return n
 
     async def next_queued(self, provider: str | None, limit: int, at: datetime) -> list[Job]:
         rows = await self._pool.fetch(

@@ -105,6 +105,11 @@ class JobRepository(Protocol):
         """How many jobs are in each of `states` (one read of the store)."""
         ...
 
+    async def count_active(self, tenant_id: str, limit: int) -> int:
+        """How many of `tenant_id`'s jobs are not in a terminal state, counting at most `limit`
+        (the caller only needs to know whether a cap is reached)."""
+        ...
+
     async def next_queued(self, provider: str | None, limit: int, at: datetime) -> list[Job]:
         """QUEUED jobs (of `provider`, or of every provider when None), oldest `queued_at`
         first, skipping those whose `not_before` is later than `at`."""

@@ -23,14 +23,17 @@ from fastapi import FastAPI, Response
 from faststream.kafka import KafkaBroker
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from pydantic_settings import BaseSettings
 from pymongo import AsyncMongoClient
 from pymongo.errors import OperationFailure, PyMongoError
 
+from shared import body_limit, production
 from shared.blobstore import MinioBlobStore
 from shared.errors import ConfigurationError, DependencyUnavailable, ReelforgeError
 from shared.logs import configure_logging
 from shared.pg import redacted
 from shared.providers.catalog import install, load_catalog
+from shared.providers.settings import ProviderSettings
 from shared.settings import InfraSettings, ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -131,6 +134,7 @@ class ServiceProcess:
 
     def __post_init__(self) -> None:
         self._add_standard_routes()
+        body_limit.install(self.http, self.settings.max_body_bytes)
 
     def _add_standard_routes(self) -> None:
         registry, checks = self.registry, self.checks
@@ -246,6 +250,15 @@ async def _guard(fn: BackgroundLoop) -> None:
         raise
 
 
+def production_settings(settings: ServiceSettings) -> list[BaseSettings]:
+    """The other settings a service reads (provider credentials for those that call providers),
+    so production mode checks them too."""
+    uses_providers = callable(getattr(settings, "providers", None)) or isinstance(
+        getattr(settings, "provider", None), str
+    )
+    return [ProviderSettings()] if uses_providers else []
+
+
 def run_main(settings: ServiceSettings, create: Callable[[Any], Awaitable[ServiceProcess]]) -> int:
     """Entry point body of every `python -m services.<name>`: one-line errors, exit codes."""
     configure_logging(settings.service_name, settings.log_level)
@@ -256,6 +269,7 @@ def run_main(settings: ServiceSettings, create: Callable[[Any], Awaitable[Servic
 
     try:
         install(load_catalog(settings.catalog_override_file))
+        production.refuse_to_start_if_unsafe([settings, *production_settings(settings)])
         asyncio.run(main())
     except ReelforgeError as exc:
         print(f"{settings.service_name}: error: {exc}", file=sys.stderr)

@@ -9,9 +9,12 @@ Nothing outside a `settings.py` reads `os.environ`.
 from __future__ import annotations
 
 from ipaddress import IPv4Network, IPv6Network
+from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.limits import MAX_BODY_BYTES
 
 
 class InfraSettings(BaseSettings):
@@ -21,6 +24,11 @@ class InfraSettings(BaseSettings):
         env_prefix="", extra="ignore", frozen=True, populate_by_name=True
     )
 
+    reelforge_env: Literal["development", "production"] = Field(
+        validation_alias=AliasChoices("REELFORGE_ENV", "reelforge_env"),
+        default="development",
+        description="production: refuse to start with any built-in secret or unsafe setting.",
+    )
     kafka_bootstrap_servers: str = Field(
         validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "kafka_bootstrap_servers"),
         default="127.0.0.1:19092",
@@ -180,4 +188,9 @@ class ServiceSettings(InfraSettings):
         default=None,
         description="An operator's model catalog file, merged onto the bundled "
         "shared/providers/catalog.yaml at start (same format; see README, 'The model catalog').",
+    )
+    max_body_bytes: int = Field(
+        MAX_BODY_BYTES,
+        ge=1024,
+        description="HTTP request bodies over this are refused with 413 before parsing.",
     )

@@ -176,6 +176,14 @@ class FakeJobRepository:
                 counts[state] += 1
         return counts
 
+    async def count_active(self, tenant_id: str, limit: int) -> int:
+        active = [
+            d
+            for d in self.docs.values()
+            if d["tenant_id"] == tenant_id and not JobState(d["state"]).terminal
+        ]
+        return min(len(active), limit)
+
     async def next_queued(self, provider: str | None, limit: int, at: datetime) -> list[Job]:
         docs = [
             d
@@ -387,3 +395,19 @@ class FakeVideoProvider:
 
     async def delete(self, ref: Any) -> bool:
         return False
+
+
+class FakeWebhookIds:
+    """In-memory `WebhookIds` (services.intake.adapters): the same promise, checked by state."""
+
+    def __init__(self) -> None:
+        self.expiry: dict[tuple[str, str], datetime] = {}
+
+    async def remember(
+        self, provider: str, webhook_id: str, expires_at: datetime, now: datetime
+    ) -> bool:
+        key = (provider, webhook_id)
+        if key in self.expiry and self.expiry[key] >= now:
+            return False
+        self.expiry[key] = expires_at
+        return True

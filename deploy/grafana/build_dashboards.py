@@ -111,6 +111,7 @@ FINISHED = 'state=~"completed|failed|cancelled"'
 LAG = "group_topic:reelforge_consumer_lag_messages:max"
 DELIVERIES = "outcome:reelforge_webhook_deliveries:rate5m"
 TRANSITIONS = "state:reelforge_job_transitions:rate5m"
+TENANT_LIMITED = "sum by (tenant, limit) (increase(reelforge_tenant_limited_total[1h]))"
 
 
 def overview() -> Dashboard:
@@ -136,6 +137,15 @@ def overview() -> Dashboard:
                 "Jobs rejected at intake",
                 (T(rate("reelforge_jobs_rejected_total", "reason"), "{{reason}}"),),
                 "reqps",
+            ),
+            Panel(
+                "Tenant limits",
+                (
+                    T(TENANT_LIMITED, "429 {{tenant}} {{limit}}"),
+                    T("max by (tenant) (reelforge_tenant_active_jobs)", "active {{tenant}}"),
+                ),
+                description="Requests refused by a per-tenant limit (last hour), and active jobs "
+                "per tenant as intake last counted them.",
             ),
             Panel(
                 "Jobs by state",

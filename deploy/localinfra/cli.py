@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         sub.add_parser(name, help=help_text).add_argument("names", nargs="*", metavar="NAME")
     sub.add_parser("status", help="show name, state, pid, address, version")
+    sub.add_parser("reload-prometheus", help="make our Prometheus re-read its config (SIGHUP)")
     sub.add_parser("env", help="print export lines for the endpoints")
     run = sub.add_parser("run", help="start what is needed, run CMD, stop what was started")
     run.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD ARGS")
@@ -68,5 +69,7 @@ def _dispatch(args: argparse.Namespace, layout: Layout, environ: dict[str, str])
         return commands.status(layout, environ, out)
     if args.command == "env":
         return commands.env(environ, out)
+    if args.command == "reload-prometheus":
+        return commands.reload_prometheus(layout, out)
     cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     return commands.run(cmd, layout, environ, sys.stderr)  # keep CMD's stdout clean

@@ -208,3 +208,14 @@ def _locked(layout: Layout) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def reload_prometheus(layout: Layout, out: TextIO) -> int:
+    """SIGHUP to the Prometheus we started (it runs without the HTTP lifecycle API)."""
+    from deploy.localinfra import prometheus
+
+    if not prometheus.reload_config(layout):
+        print("prometheus: none of ours is running (deploy.localinfra up prometheus)", file=out)
+        return 1
+    print("prometheus: asked to reload its config", file=out)
+    return 0

@@ -6,9 +6,12 @@ If the package also started a system service on :9090 we leave it alone.
 from __future__ import annotations
 
 import functools
+import os
+import signal
 import subprocess
 from pathlib import Path
 
+from deploy.localinfra import procs
 from deploy.localinfra import versions as v
 from deploy.localinfra.config import HOST, PROMETHEUS_PORT, REPO_ROOT, Layout, is_root
 from deploy.localinfra.errors import InfraError
@@ -69,8 +72,19 @@ def _command(layout: Layout) -> list[str]:
         f"--config.file={CONFIG}",
         f"--storage.tsdb.path={layout.data(NAME)}",
         f"--web.listen-address={HOST}:{PROMETHEUS_PORT}",
-        "--web.enable-lifecycle",
+        # No --web.enable-lifecycle: a webhook or any local HTTP client must not be able to
+        # stop or reload monitoring. Config edits apply on SIGHUP (`reload_config`).
     ]
+
+
+def reload_config(layout: Layout) -> bool:
+    """Make the Prometheus we started re-read its config (SIGHUP: the HTTP lifecycle API is
+    off). False if none of ours runs."""
+    record = procs.read_record(layout.pid_file(NAME))
+    if record is None or not procs.is_ours(record):
+        return False
+    os.kill(record.pid, signal.SIGHUP)
+    return True
 
 
 def _healthy(layout: Layout) -> bool:

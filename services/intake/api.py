@@ -2,21 +2,31 @@
 
 # No `from __future__ import annotations` here: FastAPI must see the local `Tenant` type.
 import asyncio
+import hmac
 import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse, StreamingResponse
 
 from services.intake import handlers, logic
-from services.intake.handlers import IdempotencyConflict, IntakeDeps
+from services.intake.handlers import IdempotencyConflict, IntakeDeps, TenantLimited
 from services.intake.live import LiveUpdates
+from shared import body_limit
 from shared.egress import EgressRefused
 from shared.jobs import Job, JobRequest, JobState
+from shared.limits import IDEMPOTENCY_KEY_MAX_CHARS, IdParam
 from shared.providers.catalog import all_models, model_view
 from shared.routing import NoRoute
 from shared.tenants import webhook_secret_for
+
+
+def mount(app: FastAPI, deps: IntakeDeps, live: LiveUpdates) -> None:
+    """The API on `app`, with its body caps (webhooks get a smaller one)."""
+    app.include_router(build_router(deps, live))
+    settings = deps.settings
+    body_limit.install(app, settings.max_body_bytes, {"/hooks/": settings.max_webhook_body_bytes})
 
 
 def build_router(deps: IntakeDeps, live: LiveUpdates) -> APIRouter:
@@ -33,7 +43,7 @@ def build_router(deps: IntakeDeps, live: LiveUpdates) -> APIRouter:
 
     Tenant = Annotated[str, Depends(tenant)]
 
-    async def owned_job(job_id: str, tenant_id: str) -> Job:
+    async def owned_job(job_id: IdParam, tenant_id: str) -> Job:
         job = await deps.repo.get(job_id, tenant_id=tenant_id)
         if job is None:  # another tenant's job is indistinguishable from a missing one
             raise HTTPException(404, f"job {job_id} not found")
@@ -44,9 +54,17 @@ def build_router(deps: IntakeDeps, live: LiveUpdates) -> APIRouter:
         request: JobRequest,
         tenant_id: Tenant,
         response: Response,
-        idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+        idempotency_key: Annotated[str | None, Header(max_length=IDEMPOTENCY_KEY_MAX_CHARS)] = None,
         traceparent: Annotated[str | None, Header()] = None,
     ) -> dict[str, Any]:
+        if traceparent is not None and not logic.valid_traceparent(traceparent):
+            traceparent = None  # a malformed trace context starts a new trace (W3C)
+        try:
+            await handlers.admit(deps, tenant_id, idempotency_key)
+        except TenantLimited as exc:
+            deps.metrics.jobs_rejected.labels(exc.limit).inc()
+            headers = {"Retry-After": str(exc.retry_after)}
+            raise HTTPException(429, str(exc), headers=headers) from exc
         try:
             submitted = await handlers.submit_job(
                 deps,
@@ -98,7 +116,7 @@ def build_router(deps: IntakeDeps, live: LiveUpdates) -> APIRouter:
         tenant_id: Tenant,
         state: JobState | None = None,
         limit: Annotated[int, Query(ge=1, le=100)] = 20,
-        cursor: str | None = None,
+        cursor: IdParam | None = None,
     ) -> dict[str, Any]:
         try:
             page = await deps.repo.list_jobs(tenant_id, state=state, limit=limit, cursor=cursor)
@@ -107,12 +125,12 @@ def build_router(deps: IntakeDeps, live: LiveUpdates) -> APIRouter:
         return {"jobs": [logic.job_view(j) for j in page.jobs], "next_cursor": page.next_cursor}
 
     @router.get("/v1/jobs/{job_id}")
-    async def get_job(job_id: str, tenant_id: Tenant) -> dict[str, Any]:
+    async def get_job(job_id: IdParam, tenant_id: Tenant) -> dict[str, Any]:
         job = await owned_job(job_id, tenant_id)
         return logic.job_view(job, await handlers.queue_position(deps, job))
 
     @router.post("/v1/jobs/{job_id}/cancel")
-    async def cancel(job_id: str, tenant_id: Tenant) -> dict[str, Any]:
+    async def cancel(job_id: IdParam, tenant_id: Tenant) -> dict[str, Any]:
         job = await owned_job(job_id, tenant_id)
         cancelled = await handlers.cancel_job(deps, job)
         if cancelled is None:
@@ -121,7 +139,7 @@ def build_router(deps: IntakeDeps, live: LiveUpdates) -> APIRouter:
         return logic.job_view(cancelled)
 
     @router.get("/v1/jobs/{job_id}/video")
-    async def video(job_id: str, tenant_id: Tenant, thumbnail: bool = False) -> Response:
+    async def video(job_id: IdParam, tenant_id: Tenant, thumbnail: bool = False) -> Response:
         job = await owned_job(job_id, tenant_id)
         if job.result is None:
             raise HTTPException(409, f"job {job_id} has no video yet ({job.state.value})")
@@ -132,7 +150,7 @@ def build_router(deps: IntakeDeps, live: LiveUpdates) -> APIRouter:
         return RedirectResponse(url, status_code=307)
 
     @router.get("/v1/jobs/{job_id}/events")
-    async def events(job_id: str, tenant_id: Tenant) -> StreamingResponse:
+    async def events(job_id: IdParam, tenant_id: Tenant) -> StreamingResponse:
         job = await owned_job(job_id, tenant_id)
         return StreamingResponse(
             _stream(job), media_type="text/event-stream", headers={"Cache-Control": "no-store"}
@@ -168,8 +186,10 @@ def build_router(deps: IntakeDeps, live: LiveUpdates) -> APIRouter:
     async def provider_webhook(
         provider: str, request: Request, token: str | None = None
     ) -> JSONResponse:
+        if provider not in deps.providers:  # before any metric series or body read
+            raise HTTPException(404, f"no webhook ingress for provider {provider[:40]!r}")
         unsigned = provider == "kling"  # Kling signs nothing: the secret is in the URL
-        if unsigned and token != deps.settings.callback_token:
+        if unsigned and not _same_token(token, deps.settings.callback_token):
             raise HTTPException(404, "not found")
         outcome = await handlers.ingest_webhook(
             deps, provider, dict(request.headers), await request.body()
@@ -177,6 +197,12 @@ def build_router(deps: IntakeDeps, live: LiveUpdates) -> APIRouter:
         deps.metrics.webhook_hints.labels(provider, outcome).inc()
         if outcome == "invalid":
             raise HTTPException(400, "webhook signature or body invalid")
+        if outcome == "replayed":
+            raise HTTPException(409, "this webhook id was already received (replay refused)")
         return JSONResponse({"outcome": outcome})
 
     return router
+
+
+def _same_token(given: str | None, expected: str) -> bool:
+    return hmac.compare_digest((given or "").encode(), expected.encode())

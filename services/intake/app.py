@@ -6,7 +6,8 @@ import httpx
 from faststream import AckPolicy
 from prometheus_client import CollectorRegistry
 
-from services.intake.api import build_router
+from services.intake.adapters import MongoWebhookIds, PgWebhookIds, WebhookIds
+from services.intake.api import mount
 from services.intake.handlers import IntakeDeps, on_request_job
 from services.intake.live import LiveUpdates
 from services.intake.settings import IntakeSettings
@@ -22,7 +23,7 @@ from shared.runtime import (
     connect_blobstore,
     kafka_check,
 )
-from shared.stores import attach, open_job_store
+from shared.stores import JobStore, attach, open_job_store
 from shared.tenants import TenantDirectory
 from shared.topics import Topic
 
@@ -45,6 +46,7 @@ async def create_app(settings: IntakeSettings) -> ServiceProcess:
         tenants=TenantDirectory(settings.api_keys),
         providers={p: build_provider(p, provider_settings, http) for p in settings.providers()},
         openai_base_url=provider_settings.openai_base_url,
+        webhook_ids=webhook_ids_in(store),
     )
     live = LiveUpdates()
     wire_consumers(deps, live)
@@ -59,13 +61,21 @@ async def create_app(settings: IntakeSettings) -> ServiceProcess:
     )
     attach(store, process)
     process.http.title = "Reelforge intake"
-    process.http.include_router(build_router(deps, live))
+    mount(process.http, deps, live)
 
     async def close() -> None:
         await http.aclose()
 
     process.on_stop.append(close)
     return process
+
+
+def webhook_ids_in(store: JobStore) -> WebhookIds:
+    """The webhook replay guard lives in the job store's database (shared by replicas)."""
+    if store.pool is not None:
+        return PgWebhookIds(store.pool)
+    assert store.mongo is not None and store.database is not None
+    return MongoWebhookIds(store.mongo[store.database]["webhook_ids"])
 
 
 def wire_consumers(deps: IntakeDeps, live: LiveUpdates) -> None:

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from faststream.kafka import KafkaBroker
 
 from services.intake import logic
-from services.intake.logic import Idempotency
+from services.intake.adapters import WebhookIds
+from services.intake.logic import HintGate, Idempotency, TenantRate
 from services.intake.settings import IntakeSettings
 from shared.blobstore import BlobStore
 from shared.egress import EgressRefused, check_url
@@ -24,6 +26,7 @@ from shared.events import (
     event_about,
 )
 from shared.jobs import Job, JobRequest, JobState, new_job_id, now
+from shared.limits import storable_text
 from shared.logs import log_context, trace_id_of
 from shared.messaging import PermanentError, publish
 from shared.metrics import ServiceMetrics
@@ -49,7 +52,23 @@ class IntakeDeps:
     tenants: TenantDirectory
     providers: Mapping[str, VideoProvider]
     openai_base_url: str
+    webhook_ids: WebhookIds
     clock: Callable[[], datetime] = field(default=now)
+    ticks: Callable[[], float] = field(default=time.monotonic)
+    hints: HintGate = field(default_factory=lambda: HintGate(3.0))
+    rates: TenantRate = field(default_factory=TenantRate)
+
+    def __post_init__(self) -> None:
+        self.hints.window_s = self.settings.hint_coalesce_s
+
+
+class TenantLimited(Exception):
+    """A per-tenant limit is reached: HTTP 429 with `Retry-After`."""
+
+    def __init__(self, limit: str, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.limit = limit
+        self.retry_after = retry_after
 
 
 class IdempotencyConflict(Exception):
@@ -62,6 +81,34 @@ class Submitted:
     job: Job
     created: bool
     warnings: Mapping[str, str] = field(default_factory=dict)
+
+
+async def admit(deps: IntakeDeps, tenant_id: str, idempotency_key: str | None = None) -> None:
+    """Per-tenant limits of job creation, from settings: requests per minute (per intake
+    replica) and jobs not yet ended (counted in the store, so across replicas). A retry with
+    the key of an existing job creates nothing, so it passes (it gets its job back)."""
+    if idempotency_key and await deps.repo.find_by_idempotency_key(tenant_id, idempotency_key):
+        return
+    limits = deps.settings.limits_for(tenant_id)
+    wait = deps.rates.admit(tenant_id, limits.requests_per_minute, deps.ticks())
+    if wait:
+        deps.metrics.tenant_limited.labels(tenant_id, "requests_per_minute").inc()
+        raise TenantLimited(
+            "requests_per_minute",
+            f"tenant {tenant_id!r} is over {limits.requests_per_minute} job requests per minute",
+            wait,
+        )
+    if limits.max_active_jobs:
+        active = await deps.repo.count_active(tenant_id, limits.max_active_jobs)
+        deps.metrics.tenant_active_jobs.labels(tenant_id).set(active)
+        if active >= limits.max_active_jobs:
+            deps.metrics.tenant_limited.labels(tenant_id, "max_active_jobs").inc()
+            raise TenantLimited(
+                "max_active_jobs",
+                f"tenant {tenant_id!r} has {active} jobs not yet ended "
+                f"(at most {limits.max_active_jobs}); retry when one ends",
+                30,
+            )
 
 
 def route(deps: IntakeDeps, request: JobRequest) -> RoutePlan:
@@ -173,9 +220,14 @@ async def ingest_webhook(
         return "unknown_provider"
     try:
         hint = provider.parse_webhook(headers, body)
-    except ProviderError as exc:
+        storable_text(hint.task_id)
+    except (ProviderError, ValueError) as exc:
         log.warning("rejected %s webhook: %s", provider_name, exc)
         return "invalid"
+    if not await _first_delivery(deps, provider_name, headers):
+        return "replayed"
+    if not deps.hints.admit(provider_name, hint.task_id, deps.ticks()):
+        return "coalesced"
     job = await deps.repo.find_by_task(provider_name, hint.task_id)
     attempt = (
         next((a for a in job.attempts.values() if a.task and a.task.task_id == hint.task_id), None)
@@ -197,11 +249,28 @@ async def ingest_webhook(
     return "forwarded"
 
 
+async def _first_delivery(deps: IntakeDeps, provider: str, headers: Mapping[str, str]) -> bool:
+    """A signed webhook's id may be used once while its timestamp is within tolerance (the
+    signature covers the id, so a replay must reuse it). Unsigned providers have no id."""
+    webhook_id = next((v for k, v in headers.items() if k.lower() == "webhook-id"), None)
+    if not webhook_id:
+        return True
+    at = deps.clock()
+    keep = timedelta(seconds=2 * deps.settings.webhook_tolerance_s)
+    return await deps.webhook_ids.remember(provider, webhook_id[:256], at + keep, at)
+
+
 async def on_request_job(deps: IntakeDeps, command: RequestJob) -> None:
     """A job published on `job-requests`: the same path as HTTP. Bad input is dead-lettered
     with the reason (there is no caller to answer)."""
     if not deps.tenants.known(command.tenant_id):
-        raise PermanentError(f"unknown tenant {command.tenant_id!r}")
+        raise PermanentError(f"unknown tenant {command.tenant_id[:100]!r}")
+    try:
+        logic.check_idempotency_key(command.subject)
+    except ValueError as exc:
+        raise PermanentError(f"subject (the idempotency key): {exc}") from exc
+    if command.traceparent is not None and not logic.valid_traceparent(command.traceparent):
+        raise PermanentError("traceparent: not a W3C trace context (version-traceid-spanid-flags)")
     try:
         await submit_job(
             deps,

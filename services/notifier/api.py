@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, Header, HTTPException
 
 from services.notifier.store import DeliveryState, DeliveryStore
 from shared.jobs import now
+from shared.limits import IdParam
 
 
 def delivery_routes(
@@ -32,12 +33,12 @@ def delivery_routes(
     admin = [Depends(require_admin)]
 
     @router.get("", dependencies=admin)
-    async def list_deliveries(job_id: str) -> list[dict[str, Any]]:
+    async def list_deliveries(job_id: IdParam) -> list[dict[str, Any]]:
         found = await store.list_for_job(job_id)
         return [d.model_dump(mode="json", exclude={"lease"}) for d in found]
 
     @router.post("/{delivery_id}/replay", dependencies=admin)
-    async def replay(delivery_id: str) -> dict[str, Any]:
+    async def replay(delivery_id: IdParam) -> dict[str, Any]:
         replayed = await store.replay(delivery_id, clock())
         if replayed is not None:
             return replayed.model_dump(mode="json", exclude={"lease"})

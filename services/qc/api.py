@@ -6,7 +6,7 @@
     GET  /review                        the page (plain HTML + JS, no build step)
 
 Every /v1 call needs `Authorization: Bearer <api key>`; the key maps to a tenant exactly as at
-intake (`API_KEYS`), and another tenant's review answers 404, never 403.
+intake (`API_KEYS`, the same `TenantDirectory`), and another tenant's review answers 404, never 403.
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ from services.qc.desk import DecisionConflict, ReviewDesk, ReviewNotFound
 from services.qc.reviews import Review, ReviewStatus, ReviewStore
 from shared.blobstore import BlobStore
 from shared.jobs import Job
+from shared.limits import IdParam
 from shared.repository import JobRepository
+from shared.tenants import TenantDirectory
 
 PAGE = Path(__file__).with_name("review_page.html")
 
@@ -32,25 +34,19 @@ class Decision(BaseModel):
     feedback: str | None = Field(None, max_length=2000)
 
 
-def parse_api_keys(spec: str) -> dict[str, str]:
-    """'key:tenant,key2:tenant2' -> {key: tenant} (the same format intake reads)."""
-    pairs = (item.strip().split(":", 1) for item in spec.split(",") if item.strip())
-    return {key.strip(): tenant.strip() for key, tenant in pairs if key.strip() and tenant.strip()}
-
-
 def build_router(
     desk: ReviewDesk,
     reviews: ReviewStore,
     repo: JobRepository,
     blobs: BlobStore,
-    api_keys: dict[str, str],
+    tenants: TenantDirectory,
     presign_expiry_s: int = 3600,
 ) -> APIRouter:
     router = APIRouter()
 
     def tenant(authorization: Annotated[str | None, Header()] = None) -> str:
         scheme, _, key = (authorization or "").partition(" ")
-        found = api_keys.get(key.strip()) if scheme.lower() == "bearer" else None
+        found = tenants.tenant_for(key.strip()) if scheme.lower() == "bearer" else None
         if found is None:
             raise HTTPException(
                 401, "missing or unknown API key", headers={"WWW-Authenticate": "Bearer"}
@@ -76,14 +72,14 @@ def build_router(
         return {"reviews": [_summary(r) for r in found]}
 
     @router.get("/v1/reviews/{review_id}")
-    async def get_review(review_id: str, tenant_id: str = auth) -> dict[str, Any]:
+    async def get_review(review_id: IdParam, tenant_id: str = auth) -> dict[str, Any]:
         review = await reviews.get(review_id, tenant_id)
         if review is None:
             raise HTTPException(404, "no such review")
         return await _detail(review)
 
     @router.post("/v1/reviews/{review_id}/decision")
-    async def decide(review_id: str, body: Decision, tenant_id: str = auth) -> dict[str, Any]:
+    async def decide(review_id: IdParam, body: Decision, tenant_id: str = auth) -> dict[str, Any]:
         status = ReviewStatus.APPROVED if body.decision == "approve" else ReviewStatus.REJECTED
         try:
             review = await desk.decide(tenant_id, review_id, status, body.feedback)

@@ -8,7 +8,7 @@ from prometheus_client import CollectorRegistry
 
 from services.qc import handlers
 from services.qc.adapters import MongoReviewStore
-from services.qc.api import build_router, parse_api_keys
+from services.qc.api import build_router
 from services.qc.desk import ReviewDesk
 from services.qc.pipeline import Publish, QcPipeline
 from services.qc.reviews import ReviewStore
@@ -27,6 +27,7 @@ from shared.runtime import (
     kafka_check,
 )
 from shared.stores import attach, open_job_store
+from shared.tenants import TenantDirectory
 from shared.topics import Topic
 
 
@@ -87,7 +88,12 @@ def wire(
     desk = ReviewDesk(repo=repo, reviews=reviews, publish=send)
     process.http.include_router(
         build_router(
-            desk, reviews, repo, blobs, parse_api_keys(settings.api_keys), settings.presign_expiry_s
+            desk,
+            reviews,
+            repo,
+            blobs,
+            TenantDirectory(settings.api_keys),
+            settings.presign_expiry_s,
         )
     )
     return pipeline

@@ -2,8 +2,8 @@
 
 Thresholds and the pick rule are `QcRules` (see the README); override one with e.g.
 `QC_RULES__BLACK_MAX_SHARE=0.2` or all at once with `QC_RULES='{"review_below": 0.8}'`.
-API keys are the project's `API_KEYS` ("key:tenant,..."), so the review API maps keys to
-tenants exactly like intake; `QC_API_KEYS` overrides them for this service only.
+API keys are the project's `API_KEYS` ("key:tenant,..."), read by the same tenant directory
+as intake's (`shared.tenants.TenantDirectory`: keys kept hashed, compared in constant time).
 """
 
 from __future__ import annotations
@@ -35,11 +35,6 @@ class QcSettings(ServiceSettings, TenantSettings):
         validation_alias=AliasChoices("QC_METRICS_PORT", "QC_HTTP_PORT", "metrics_port"),
         default=8087,
         description="Port of /metrics, /health, the review API and page (0 = none).",
-    )
-    api_keys: str = Field(
-        validation_alias=AliasChoices("QC_API_KEYS", "API_KEYS", "api_keys"),
-        default="demo-key:demo,other-key:other",
-        description="Comma-separated 'api_key:tenant_id' pairs for the review API.",
     )
     clip_model_dir: Path | None = Field(
         None, description="Local CLIP ONNX export (see similarity.py); empty: the check is skipped."

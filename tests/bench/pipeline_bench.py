@@ -376,6 +376,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "EMULATOR_RENDER_SCALE": "0.25",
         "EMULATOR_OPENAI_POLL_AFTER_MS": "0",
         "DISPATCHER_CONCURRENCY": f"{PROVIDER}:1000",
+        # The benchmark measures the pipeline, not the per-tenant limits (0: no limit).
+        "INTAKE_DEFAULT_REQUESTS_PER_MINUTE": "0",
+        "INTAKE_DEFAULT_MAX_ACTIVE_JOBS": "0",
         "POLLER_MIN_INTERVAL_S": str(args.poller_min_interval_s),
     }
     specs = default_specs(render_seconds=0.0)

@@ -413,6 +413,16 @@ class JobRepositoryContract:
         assert after[JobState.ACCEPTED] - before[JobState.ACCEPTED] == 1
         assert after[JobState.CANCELLED] - before[JobState.CANCELLED] == 1
 
+    async def test_counts_a_tenants_active_jobs_up_to_a_limit(self, repo: JobRepository) -> None:
+        tenant = random_id("tenant")
+        jobs = [make_job(tenant=tenant) for _ in range(3)]
+        for job in jobs:
+            await repo.create(job)
+        await repo.create(make_job(tenant=random_id("other")))
+        await repo.transition(jobs[0].job_id, JobState.CANCELLED)
+        assert await repo.count_active(tenant, limit=10) == 2
+        assert await repo.count_active(tenant, limit=1) == 1
+
 
 class TestFakeJobRepository(JobRepositoryContract):
     @pytest.fixture

@@ -114,3 +114,15 @@ def test_a_port_in_use_is_named() -> None:
         port = taken.getsockname()[1]
         result = run_service("services.reconciler", RECONCILER_METRICS_PORT=str(port))
     assert_one_line_naming(result, "RECONCILER_METRICS_PORT")
+
+
+@pytest.mark.parametrize("module", ["services.intake", "services.qc", "services.notifier"])
+def test_production_mode_refuses_the_builtin_secrets_naming_each(module: str) -> None:
+    result = run_service(module, REELFORGE_ENV="production")
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    problems = [line.strip() for line in result.stderr.splitlines() if line.startswith("  ")]
+    assert "WEBHOOK_MASTER_SECRET still has its built-in default" in problems
+    assert "API_KEYS still has its built-in default" in problems
+    assert "S3_SECRET_KEY still has its built-in default" in problems
+    assert all(p.split(" ", 1)[0].isupper() for p in problems)  # each names its setting

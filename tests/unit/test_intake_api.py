@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from faststream.kafka import KafkaBroker, TestKafkaBroker
 from prometheus_client import CollectorRegistry
 
-from services.intake.api import build_router
+from services.intake.api import mount
 from services.intake.handlers import IntakeDeps, on_request_job
 from services.intake.live import LiveUpdates
 from services.intake.settings import IntakeSettings
@@ -19,8 +19,9 @@ from shared.events import JobAccepted, RequestJob
 from shared.jobs import JobRequest, JobState
 from shared.messaging import PermanentError
 from shared.metrics import ServiceMetrics
+from shared.providers.base import VideoProvider
 from shared.tenants import TenantDirectory
-from tests.fakes import FakeBlobStore, FakeJobRepository
+from tests.fakes import FakeBlobStore, FakeJobRepository, FakeWebhookIds
 
 A = {"Authorization": "Bearer key-a"}
 B = {"Authorization": "Bearer key-b"}
@@ -28,7 +29,11 @@ BODY = {"prompt": "a fox in the snow", "duration_s": 5, "policy": "explicit", "p
 
 
 class Harness:
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        settings: IntakeSettings | None = None,
+        providers: dict[str, VideoProvider] | None = None,
+    ) -> None:
         self.repo = FakeJobRepository()
         self.broker = KafkaBroker("127.0.0.1:1")
         self.accepted: list[JobAccepted] = []
@@ -39,17 +44,18 @@ class Harness:
             self.accepted.append(JobAccepted.model_validate(body))
 
         self.deps = IntakeDeps(
-            settings=IntakeSettings(),
+            settings=settings or IntakeSettings(),
             repo=self.repo,
             broker=self.broker,
             blobs=FakeBlobStore(),
             metrics=ServiceMetrics(self.registry, "intake"),
             tenants=TenantDirectory("key-a:ta,key-b:tb"),
-            providers={},
+            providers=providers or {},
             openai_base_url="https://gateway.example/v1",
+            webhook_ids=FakeWebhookIds(),
         )
         self.app = FastAPI()
-        self.app.include_router(build_router(self.deps, LiveUpdates()))
+        mount(self.app, self.deps, LiveUpdates())
 
 
 @pytest.fixture

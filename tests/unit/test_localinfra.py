@@ -468,3 +468,35 @@ def test_server_started_as_another_user_keeps_its_exact_cmdline(tmp_path: Path) 
     finally:
         process.kill()
         process.wait()
+
+
+def test_prometheus_runs_without_the_lifecycle_api_and_reloads_on_sighup(tmp_path: Path) -> None:
+    from deploy.localinfra import prometheus
+
+    layout = Layout(tmp_path)
+    assert not any("lifecycle" in arg for arg in prometheus._command(layout))
+    assert prometheus.reload_config(layout) is False  # none of ours: nothing is signalled
+    # A process of ours gets the SIGHUP (a sleeper that records it stands in for Prometheus).
+    marker = tmp_path / "hup"
+    script = (
+        "import signal, sys, time, pathlib\n"
+        f"hup = lambda *a: (pathlib.Path({str(marker)!r}).touch(), sys.exit(0))\n"
+        "signal.signal(signal.SIGHUP, hup)\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(30)\n"
+    )
+    argv = [sys.executable, "-c", script]
+    child = subprocess.Popen(argv, stdout=subprocess.PIPE)
+    try:
+        assert child.stdout is not None and child.stdout.readline() == b"ready\n"
+        layout.run_dir.mkdir(parents=True, exist_ok=True)
+        record = procs.PidRecord(child.pid, argv, "test", "-", time.time())
+        procs.write_record(layout.pid_file(prometheus.NAME), record)
+        assert prometheus.reload_config(layout) is True
+        assert child.wait(timeout=10) == 0
+        assert marker.exists()
+    finally:
+        child.kill()
+        child.wait(timeout=10)
+        if child.stdout is not None:
+            child.stdout.close()
