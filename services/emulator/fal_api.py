@@ -29,6 +29,7 @@ from services.emulator.context import (
     EmulatorContext,
     NewTask,
     Reason,
+    answer_of_create,
     create_task,
     fault_response,
     file_response,
@@ -320,7 +321,7 @@ async def _submit(
     )
     task = create_task(ctx, new, plan, triggers)
     urls = queue_urls(base, app, task.id)
-    return json_response(
+    answer = json_response(
         {
             "status": "IN_QUEUE",
             "request_id": task.id,
@@ -329,3 +330,4 @@ async def _submit(
             **urls,
         }
     )
+    return await answer_of_create(ctx, triggers, answer)

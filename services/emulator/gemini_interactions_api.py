@@ -27,6 +27,7 @@ from services.emulator.context import (
     EmulatorContext,
     NewTask,
     Reason,
+    answer_of_create,
     create_task,
     file_response,
     guard,
@@ -116,7 +117,9 @@ def build_router(ctx: EmulatorContext) -> APIRouter:
             msg = "The prompt was blocked: it violates the (emulated) safety policy."
             return errors(400, msg, Reason.MODERATION)
         task = create_task(ctx, _new_task(ctx, request, parsed, key), plan, triggers)
-        return json_response(await interaction_body(ctx, task))
+        return await answer_of_create(
+            ctx, triggers, json_response(await interaction_body(ctx, task))
+        )
 
     @router.get("/interactions/{interaction_id}")
     async def get(interaction_id: str, request: Request) -> Response:

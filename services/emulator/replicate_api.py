@@ -29,6 +29,7 @@ from services.emulator.context import (
     EmulatorContext,
     NewTask,
     Reason,
+    answer_of_create,
     bearer_token,
     create_task,
     fault_response,
@@ -253,7 +254,7 @@ def build_router(ctx: EmulatorContext) -> APIRouter:
         wait = _wait_seconds(request.headers.get("prefer"))
         if wait:
             await _hold(ctx, task, wait)
-        return json_response(surface.prediction(task), 201)
+        return await answer_of_create(ctx, triggers, json_response(surface.prediction(task), 201))
 
     @router.post("/v1/models/{owner}/{name}/predictions")
     async def create_for_model(owner: str, name: str, request: Request) -> Response:

@@ -30,7 +30,7 @@ from shared.providers.kling import create_body as kling_body
 from shared.providers.runway import create_body
 from shared.routing import NoRoute, plan, price
 from shared.tenants import TenantDirectory
-from tests.fakes import FakeBlobStore, FakeJobRepository
+from tests.fakes import FakeBlobStore, FakeJobRepository, FakeWebhookIds
 
 TODAY = date(2026, 12, 1)
 ALL = ("openai", "gemini", "vertex", "runway", "kling")
@@ -125,6 +125,7 @@ class Intake:
             providers={},
             openai_base_url="https://gateway.example/v1",
             clock=lambda: datetime(day.year, day.month, day.day, 12, tzinfo=UTC),
+            webhook_ids=FakeWebhookIds(),
         )
         self.app = FastAPI()
         self.app.include_router(build_router(self.deps, LiveUpdates()))

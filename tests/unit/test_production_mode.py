@@ -45,6 +45,9 @@ SAFE_ENV = {
     "RUNWAYML_API_SECRET": "key_real",
     "KLING_ACCESS_KEY": "ak-real",
     "KLING_SECRET_KEY": "sk-real-kling-secret",
+    "FAL_KEY": "fal-real:key",
+    "REPLICATE_API_TOKEN": "r8_real",
+    "REPLICATE_WEBHOOK_SECRET": "whsec_cmVhbDM=",
 }
 SERVICES: list[type[ServiceSettings]] = [
     IntakeSettings,
