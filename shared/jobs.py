@@ -154,6 +154,9 @@ class AttemptState(StrEnum):
     STORED = "stored"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    # The create was sent and its answer lost, on a provider where no id lets us find the
+    # task: it may exist and be billed. Charged against the budget, never sent again.
+    UNKNOWN = "unknown"
 
 
 class StoredVideo(BaseModel):
@@ -215,6 +218,9 @@ class Job(BaseModel):
     route_index: int = 0
     quote_usd: float = 0.0
     spent_usd: float = 0.0
+    reserved_usd: float = Field(
+        0.0, description="Budget set aside for refinements QC requested (other jobs' spend)."
+    )
     attempts: dict[str, Attempt] = Field(default_factory=dict)
     queue_position: int | None = Field(None, description="Computed when read, never stored.")
     active_provider: str | None = Field(None, description="Provider of the current route entry.")

@@ -173,6 +173,12 @@ class ServiceMetrics:
             ("outcome",),
             COST_BUCKETS,
         )
+        self.unknown_creates = counter(
+            "reelforge_unknown_creates_total",
+            "Creates whose answer was lost on a provider that cannot find the task by our id: "
+            "possibly billed, charged to the job, never sent again.",
+            ("provider",),
+        )
         self.dead_letters = counter(
             "reelforge_dead_letters_total",
             "Messages sent to a DLQ, by source topic and error.",

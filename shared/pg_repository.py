@@ -144,8 +144,10 @@ class PgJobRepository:
             elif key in _MANAGED:
                 raise ValueError(f"{key} is managed by the repository")
             else:
-                path, val = arg(key.split(".")), arg(to_jsonable_python(value))
-                doc = f"reelforge_set({doc}, {path}::text[], {val}::jsonb)"
+                path, plain = arg(key.split(".")), to_jsonable_python(value)
+                # None is JSON null, not SQL NULL (which would null the whole document).
+                val = "'null'::jsonb" if plain is None else f"{arg(plain)}::jsonb"
+                doc = f"reelforge_set({doc}, {path}::text[], {val})"
         for key, delta in (inc or {}).items():
             doc = f"reelforge_inc({doc}, {arg(key.split('.'))}::text[], {arg(delta)}::numeric)"
         if doc != "jobs.doc":

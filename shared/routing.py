@@ -12,8 +12,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date
 
-from shared.jobs import JobRequest, ModelChoice, Policy
-from shared.providers.base import ModelSpec
+from shared.jobs import Job, JobRequest, ModelChoice, Policy
+from shared.providers.base import GenerationRequest, ModelSpec
 
 
 class NoRoute(ValueError):
@@ -152,3 +152,22 @@ def _candidates(request: JobRequest, models: list[ModelSpec]) -> list[ModelSpec]
             raise NoRoute("no model of the fallback chain is known", {})
         return ordered
     return models
+
+
+def generation_request(job: Job, attempt_id: str, callback_url: str | None) -> GenerationRequest:
+    """What one attempt asks the provider for. `external_id` is per attempt: providers that
+    take one (Kling) require it unique, and find the task by it after a lost answer."""
+    r = job.request
+    return GenerationRequest(
+        prompt=r.prompt,
+        negative_prompt=r.negative_prompt,
+        duration_s=r.duration_s,
+        resolution=r.resolution,
+        aspect_ratio=r.aspect_ratio,
+        fps=r.fps,
+        audio=r.audio,
+        image_url=r.image_url,
+        seed=r.seed,
+        callback_url=callback_url,
+        external_id=f"{job.job_id}.{attempt_id}",
+    )

@@ -297,3 +297,87 @@ class FakeBlobStore:
             for k, v in self.objects.items()
             if k.startswith(prefix) and v[3] < before
         ]
+
+
+class CrashAfterCreate(BaseException):
+    """The process dies between the provider's answer and its record (a BaseException, as
+    a SIGKILL is not something a handler could catch and tidy up after)."""
+
+
+class FakeVideoProvider:
+    """A provider at the edge of the dispatcher's and reconciler's unit tests. `created` is
+    what the provider would bill: every task it made, answer delivered or not.
+
+    `findable`: it stores our `external_id`, refuses a second create with the same one and
+    finds a task by it (Kling's contract). `lose_answers`: that many creates complete and
+    then time out (an ambiguous answer). `crash_after_create`: that many creates complete and
+    then the caller's process dies before recording them. `reject`: every create is refused."""
+
+    def __init__(
+        self,
+        name: str = "kling",
+        *,
+        findable: bool = True,
+        lose_answers: int = 0,
+        crash_after_create: int = 0,
+        reject: Exception | None = None,
+    ) -> None:
+        from shared.providers.base import ProviderCapabilities
+
+        self.name = name
+        # model_construct: no validation, so this fake also runs against older ports.
+        self.capabilities = ProviderCapabilities.model_construct(
+            cancel=False,
+            delete=False,
+            webhooks=False,
+            per_request_callback=False,
+            find_by_external_id=findable,
+        )
+        self.findable = findable
+        self.lose_answers = lose_answers
+        self.crash_after_create = crash_after_create
+        self.reject = reject
+        self.created: list[tuple[str, str | None]] = []  # (task id, our external id)
+        self.lookups = 0
+
+    def _ref(self, task_id: str, model: str) -> Any:
+        from shared.providers.base import TaskRef
+
+        return TaskRef(provider=self.name, model=model, task_id=task_id)
+
+    async def submit(self, request: Any, model: str) -> Any:
+        from shared.providers.errors import FailureClass, ProviderRejected, ProviderUnavailable
+
+        if self.reject is not None:
+            raise self.reject
+        if self.findable and any(ext == request.external_id for _, ext in self.created):
+            raise ProviderRejected(
+                FailureClass.INVALID_INPUT, f"{self.name}: external_task_id already exists"
+            )
+        task_id = f"task-{len(self.created) + 1}"
+        self.created.append((task_id, request.external_id))
+        if self.crash_after_create > 0:
+            self.crash_after_create -= 1
+            raise CrashAfterCreate(task_id)
+        if self.lose_answers > 0:
+            self.lose_answers -= 1
+            lost = ProviderUnavailable(FailureClass.TIMEOUT, f"{self.name}: read timed out")
+            lost.outcome_unknown = True  # set after construction: older ports lack the keyword
+            raise lost
+        return self._ref(task_id, model)
+
+    async def find_created(self, request: Any, model: str) -> Any:
+        self.lookups += 1
+        for task_id, ext in self.created:
+            if self.findable and ext == request.external_id:
+                return self._ref(task_id, model)
+        return None
+
+    async def status(self, ref: Any) -> Any:
+        raise NotImplementedError("the dispatcher and reconciler never poll")
+
+    async def cancel(self, ref: Any) -> bool:
+        return False
+
+    async def delete(self, ref: Any) -> bool:
+        return False

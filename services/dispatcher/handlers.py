@@ -14,12 +14,12 @@ from faststream.kafka import KafkaBroker
 from services.dispatcher import logic
 from services.dispatcher.logic import Next
 from services.dispatcher.settings import DispatcherSettings
+from shared import attempts
 from shared.events import (
     Envelope,
     JobAccepted,
     JobUpdated,
     TaskFailed,
-    TaskSubmitted,
     event_about,
     job_failed,
 )
@@ -27,11 +27,16 @@ from shared.jobs import Attempt, AttemptState, Job, JobState, now
 from shared.logs import log_context, trace_id_of
 from shared.messaging import PermanentError
 from shared.metrics import ServiceMetrics
-from shared.providers.base import Failure, TaskRef, VideoProvider
-from shared.providers.errors import ProviderError
+from shared.providers.base import Failure, GenerationRequest, TaskRef, VideoProvider
+from shared.providers.errors import (
+    FailureClass,
+    ProviderError,
+    ProviderRejected,
+    ProviderUnavailable,
+)
 from shared.repository import JobRepository
 from shared.routing import price
-from shared.topics import Topic, provider_topic
+from shared.topics import Topic
 
 log = logging.getLogger(__name__)
 # Attempts a TaskFailed may still fail: a succeeded one too (storage reports a lost result).
@@ -101,11 +106,23 @@ async def admit(deps: DispatcherDeps) -> int:
 
     async def submit_one(job: Job) -> None:
         async with gate:
-            await submit(deps, job)
+            if logic.past_deadline(job, deps.clock()):
+                await _fail_past_deadline(deps, job)
+            else:
+                await submit(deps, job)
 
     await asyncio.gather(*(submit_one(job) for job in claimed))
     await _count_waiting(deps)
     return len(claimed)
+
+
+async def _fail_past_deadline(deps: DispatcherDeps, job: Job) -> None:
+    assert job.deadline_at is not None
+    message = (
+        f"deadline {job.deadline_at.isoformat()} passed while waiting for a"
+        f" {job.active_provider} slot; nothing was submitted"
+    )
+    await fail_job(deps, job, Failure(failure_class=FailureClass.TIMEOUT, message=message))
 
 
 async def _count_waiting(deps: DispatcherDeps) -> None:
@@ -141,7 +158,7 @@ async def submit(deps: DispatcherDeps, job: Job) -> None:
         latest = await deps.repo.get(job.job_id)
         if latest is None or latest.state is not JobState.SUBMITTING:
             return  # cancelled meanwhile: the pollers cancel the tasks on the cancel hint
-        if latest.active_attempts():
+        if any(a.task is not None for a in latest.active_attempts()):
             detail = f"rendering on {spec.provider}/{spec.model}"
             running = await deps.repo.transition(
                 job.job_id,
@@ -163,21 +180,37 @@ async def _submit_one(
     attempt_id: str,
     callback: str | None,
 ) -> ProviderError | None:
+    """Create one attempt's task. A create whose answer was lost is never sent again blind:
+    the task is looked up by our id where the provider can, else the attempt is closed as
+    unknown and charged (`_find_or_close`)."""
     spec = logic.current_spec(job)
-    ahead = Attempt(
-        attempt_id=attempt_id, candidate=candidate, provider=spec.provider, model=spec.model
-    )
-    if attempt_id not in job.attempts:
-        await deps.repo.update(job.job_id, {f"attempts.{attempt_id}": ahead})
     request = logic.generation_request(job, attempt_id, callback)
+    cost = price(job.request, spec)
+    if attempt_id in job.attempts:
+        # Written ahead by an earlier round that never recorded an answer (it died, or its
+        # claim was requeued): its create may have gone through.
+        why = "an earlier create of this attempt was not recorded"
+        found = await _find_or_close(deps, job, provider, request, attempt_id, cost, why)
+        if found is not _ABSENT:
+            return found
+    else:
+        ahead = Attempt(
+            attempt_id=attempt_id, candidate=candidate, provider=spec.provider, model=spec.model
+        )
+        await deps.repo.update(job.job_id, {f"attempts.{attempt_id}": ahead})
     for attempt in range(deps.settings.submit_retries + 1):
         started = deps.clock()
         try:
             ref = await provider.submit(request, spec.model)
         except ProviderError as exc:
-            deps.metrics.provider_requests.labels(
-                spec.provider, "submit", exc.failure_class.value
-            ).inc()
+            labels = (spec.provider, "submit", exc.failure_class.value)
+            deps.metrics.provider_requests.labels(*labels).inc()
+            if exc.outcome_unknown:
+                found = await _find_or_close(
+                    deps, job, provider, request, attempt_id, cost, exc.message
+                )
+                if found is not _ABSENT:
+                    return found
             if not exc.transient or attempt == deps.settings.submit_retries:
                 await _record_submit_failure(deps, job, attempt_id, exc)
                 return exc
@@ -187,9 +220,58 @@ async def _submit_one(
         deps.metrics.provider_request_seconds.labels(spec.provider, "submit").observe(
             (deps.clock() - started).total_seconds()
         )
-        await _record_task(deps, job, attempt_id, ref, price(job.request, spec))
+        await _record_task(deps, job, attempt_id, ref, cost)
         return None
     return None
+
+
+class _Absent:
+    """The provider says no task of this attempt exists: sending the create is safe."""
+
+
+_ABSENT = _Absent()
+
+
+async def _find_or_close(
+    deps: DispatcherDeps,
+    job: Job,
+    provider: VideoProvider,
+    request: GenerationRequest,
+    attempt_id: str,
+    cost: float,
+    why: str,
+) -> ProviderError | _Absent | None:
+    """An earlier create of this attempt may have made a paid task. Where the provider can
+    find it by our id: record it (None) or learn it does not exist (`_ABSENT`); a failed
+    lookup leaves the attempt pending for the next round (a transient error). Elsewhere:
+    close the attempt as unknown, charged (a permanent error: retry or fall back within
+    the budget, never resend this one)."""
+    if not provider.capabilities.find_by_external_id:
+        return await _record_unknown(deps, job, attempt_id, cost, why)
+    try:
+        ref = await provider.find_created(request, logic.current_spec(job).model)
+    except ProviderError as exc:
+        return ProviderUnavailable(
+            exc.failure_class,
+            f"{why}; looking it up failed: {exc.message}",
+            retry_after=exc.retry_after,
+        )
+    if ref is None:
+        return _ABSENT
+    await _record_task(deps, job, attempt_id, ref, cost)
+    return None
+
+
+async def _record_unknown(
+    deps: DispatcherDeps, job: Job, attempt_id: str, cost: float, why: str
+) -> ProviderError:
+    provider = logic.current_spec(job).provider
+    message = f"create outcome unknown, possibly billed ({provider} has no id to find it): {why}"
+    closed = await attempts.close_unknown(deps.repo, job, attempt_id, cost, message, deps.clock())
+    if closed is not None:
+        deps.metrics.unknown_creates.labels(provider).inc()
+        log.warning("job %s attempt %s: %s", job.job_id, attempt_id, message)
+    return ProviderRejected(FailureClass.TIMEOUT, message, outcome_unknown=True)
 
 
 async def _record_task(
@@ -198,31 +280,18 @@ async def _record_task(
     at = deps.clock()
     override = deps.settings.expected_render_s
     expected = override if override is not None else logic.current_spec(job).typical_render_s
-    submitted = event_about(
-        TaskSubmitted,
+    submitted = attempts.submitted_event(
         job,
         "dispatcher",
-        attempt=attempt_id,
-        task=ref,
+        attempt_id,
+        ref,
         deadline_at=logic.deadline_for(job, at),
         expected_render_s=expected,
-        submitted_at=at,
+        at=at,
     )
     # Unconditional on the job's state: a paid task is recorded even if the job was cancelled
-    # (its poller then cancels it). The task, the spend and the poller's TaskSubmitted are
-    # one atomic write: no paid task without a record, and no record without its poller.
-    await deps.repo.update(
-        job.job_id,
-        {
-            f"attempts.{attempt_id}.task": ref,
-            f"attempts.{attempt_id}.state": AttemptState.SUBMITTED,
-            f"attempts.{attempt_id}.submitted_at": at,
-            f"attempts.{attempt_id}.cost_usd": cost,
-        },
-        index_task=(ref.provider, ref.task_id),
-        inc={"spent_usd": cost},
-        announce=lambda _: [(provider_topic(ref.provider), submitted)],
-    )
+    # (its poller then cancels it). No paid task without a record, no record without a poller.
+    await attempts.record_task(deps.repo, job, attempt_id, ref, cost, submitted, at)
 
 
 async def _record_submit_failure(

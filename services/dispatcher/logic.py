@@ -7,13 +7,14 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from shared.jobs import Attempt, AttemptState, Job
-from shared.providers.base import Failure, GenerationRequest, ModelSpec
+from shared.providers.base import Failure, ModelSpec
 from shared.providers.catalog import MODELS, find_model
-from shared.providers.errors import RETRY_ADVICE, FailureClass
+from shared.providers.errors import BILLING, RETRY_ADVICE
+from shared.routing import generation_request as generation_request  # the reconciler's too
 from shared.routing import price
 
-# Failures after which the provider has most likely charged for the render.
-BILLED_FAILURES = frozenset({FailureClass.MODERATION_OUTPUT, FailureClass.RESULT_EXPIRED})
+# Attempts whose render the provider finished: paid, whatever happens to the result later.
+RENDERED = (AttemptState.SUCCEEDED, AttemptState.STORED)
 
 
 def concurrency_limits(override: str, providers: tuple[str, ...]) -> dict[str, int]:
@@ -36,24 +37,6 @@ def current_spec(job: Job) -> ModelSpec:
     return spec
 
 
-def generation_request(job: Job, attempt_id: str, callback_url: str | None) -> GenerationRequest:
-    """`external_id` is per attempt: providers that take one (Kling) require it unique."""
-    r = job.request
-    return GenerationRequest(
-        prompt=r.prompt,
-        negative_prompt=r.negative_prompt,
-        duration_s=r.duration_s,
-        resolution=r.resolution,
-        aspect_ratio=r.aspect_ratio,
-        fps=r.fps,
-        audio=r.audio,
-        image_url=r.image_url,
-        seed=r.seed,
-        callback_url=callback_url,
-        external_id=f"{job.job_id}.{attempt_id}",
-    )
-
-
 def attempts_to_submit(job: Job) -> list[tuple[int, str]]:
     """(candidate, attempt id) for every candidate with nothing in flight or done on the
     current route entry. A PENDING attempt (written ahead, task unknown) is reused, so a
@@ -67,7 +50,7 @@ def attempts_to_submit(job: Job) -> list[tuple[int, str]]:
             for a in mine
             if a.provider == spec.provider
             and a.model == spec.model
-            and a.state not in (AttemptState.FAILED, AttemptState.CANCELLED)
+            and a.state not in (AttemptState.FAILED, AttemptState.CANCELLED, AttemptState.UNKNOWN)
         ]
         pending = [a for a in live if a.state is AttemptState.PENDING and a.task is None]
         if pending:
@@ -105,8 +88,10 @@ def after_failure(job: Job, failure: Failure, same_retries: int) -> Decision:
         for a in job.attempts.values()
         if a.provider == spec.provider
         and a.model == spec.model
-        and a.state is AttemptState.FAILED
-        and a.task is not None
+        and (
+            (a.state is AttemptState.FAILED and a.task is not None)
+            or a.state is AttemptState.UNKNOWN
+        )
     )
     retry_left = tries_here <= same_retries * job.request.candidates
     if advice.retry_same_provider and retry_left and _affordable(job, spec):
@@ -141,8 +126,16 @@ def requeue_delay(requeues: int, retry_after: float | None) -> timedelta:
 
 
 def refund(attempt: Attempt, failure: Failure) -> float:
-    """Amount to take back off the job's spend for a failed attempt."""
-    return 0.0 if failure.failure_class in BILLED_FAILURES else attempt.cost_usd
+    """Amount to take back off the job's spend for a failed attempt (`attempt` as it was
+    before the failure): nothing for a finished render or a billed class (`BILLING`)."""
+    if attempt.state in RENDERED or BILLING[failure.failure_class].billed:
+        return 0.0
+    return attempt.cost_usd
+
+
+def past_deadline(job: Job, at: datetime) -> bool:
+    """Admission submits nothing for a job whose deadline has passed."""
+    return job.deadline_at is not None and at >= job.deadline_at
 
 
 def deadline_for(job: Job, at: datetime) -> datetime:

@@ -6,6 +6,7 @@ envelope; `guard` applies the random/forced transport faults before a handler do
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import email.parser
 import email.policy
@@ -129,6 +130,16 @@ def fault_response(ctx: EmulatorContext, fault: Fault, errors: ErrorFn) -> Respo
         return resp
     if fault is Fault.SERVER_ERROR:
         return errors(500, "Internal error (emulated).", Reason.SERVER_ERROR)
+    return malformed_response()
+
+
+async def answer_of_create(ctx: EmulatorContext, triggers: Triggers, answer: Response) -> Response:
+    """The create's answer, unless the fault "created, answer lost" is armed for it: the task
+    already exists, then the caller waits `answer_lost_seconds` and gets a cut-off body."""
+    if not ctx.faults.lose_answer(triggers):
+        return answer
+    if ctx.tunables.answer_lost_seconds > 0:
+        await asyncio.sleep(ctx.tunables.answer_lost_seconds)
     return malformed_response()
 
 

@@ -10,6 +10,9 @@ sequence give the same faults. Prompt triggers force an outcome for one task:
   [fail:expired]            the finished result is already expired
   [fail:truncated]          downloads send fewer bytes than Content-Length, then close
   [fail:malformed]          status calls answer an invalid JSON body
+  [fail:answer_lost]        the create completes (the task exists and renders) and its answer
+                            is lost: after `answer_lost_seconds` the caller gets a cut-off
+                            body (a client with a shorter read timeout times out first)
   [render:2.5] [queue:1]    this task's render / queue seconds
   [face] [noface]           force the composited face on or off
   [fullsize]                render at the requested size even when RENDER_SCALE < 1
@@ -137,6 +140,13 @@ class FaultInjector:
             truncated="truncated" in forced,
             malformed="malformed" in forced,
         )
+
+    def lose_answer(self, triggers: Triggers) -> bool:
+        """Lose this create's answer? Draws only when the rate is armed, so arming nothing
+        leaves every seeded sequence of the other faults unchanged."""
+        if "answer_lost" in triggers.failures:
+            return True
+        return self.tunables.rate_answer_lost > 0 and self.roll("answer_lost")
 
     def truncate_download(self, forced: bool) -> bool:
         return forced or self.roll("truncated_download")

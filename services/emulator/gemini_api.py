@@ -20,6 +20,7 @@ from services.emulator.context import (
     EmulatorContext,
     NewTask,
     Reason,
+    answer_of_create,
     create_task,
     file_response,
     guard,
@@ -117,7 +118,7 @@ def build_router(ctx: EmulatorContext) -> APIRouter:
             extra={"name": name, "samples": parsed.samples, "base_url": ctx.base_url(request)},
         )
         task = create_task(ctx, new, plan, triggers)
-        return json_response(operation_body(ctx, task))
+        return await answer_of_create(ctx, triggers, json_response(operation_body(ctx, task)))
 
     @router.get("/models/{model}/operations/{op_id}")
     async def get_operation(model: str, op_id: str, request: Request) -> Response:

@@ -19,6 +19,7 @@ from services.emulator.context import (
     EmulatorContext,
     NewTask,
     Reason,
+    answer_of_create,
     bearer_token,
     create_task,
     fault_response,
@@ -210,7 +211,7 @@ def build_router(ctx: EmulatorContext) -> APIRouter:
             },
         )
         task = create_task(ctx, new, plan, triggers)
-        return envelope(task_data(ctx, task))
+        return await answer_of_create(ctx, triggers, envelope(task_data(ctx, task)))
 
     @router.get("/v1/videos/{kind}/{ident}")
     async def query(kind: str, ident: str, request: Request) -> Response:

@@ -18,6 +18,7 @@ from services.emulator.context import (
     EmulatorContext,
     NewTask,
     Reason,
+    answer_of_create,
     bearer_token,
     create_task,
     file_response,
@@ -165,7 +166,7 @@ def build_router(ctx: EmulatorContext) -> APIRouter:
             },
         )
         task = create_task(ctx, new, plan, triggers)
-        return json_response(video_object(ctx, task))
+        return await answer_of_create(ctx, triggers, json_response(video_object(ctx, task)))
 
     @router.post("/videos")
     async def create_video(request: Request) -> Response:

@@ -22,6 +22,7 @@ from services.emulator.context import (
     EmulatorContext,
     NewTask,
     Reason,
+    answer_of_create,
     bearer_token,
     create_task,
     fault_response,
@@ -166,7 +167,8 @@ def build_router(ctx: EmulatorContext) -> APIRouter:
         )
         task = create_task(ctx, new, plan, triggers)
         credits = int(new.seconds * CREDITS_PER_SECOND)
-        return json_response({"id": task.id, "estimatedCost": {"credits": credits}})
+        answer = json_response({"id": task.id, "estimatedCost": {"credits": credits}})
+        return await answer_of_create(ctx, triggers, answer)
 
     @router.post("/v1/text_to_video")
     async def text_to_video(request: Request) -> Response:

@@ -28,6 +28,8 @@ class Tunables(BaseModel):
     rate_malformed: Rate = Field(0.0, ge=0, le=1)
     rate_truncated_download: Rate = Field(0.0, ge=0, le=1)
     rate_expired: Rate = Field(0.0, ge=0, le=1)
+    rate_answer_lost: Rate = Field(0.0, ge=0, le=1)
+    answer_lost_seconds: float = Field(0.0, ge=0)
     retry_after_seconds: int = Field(1, ge=1)
     create_rpm: int = Field(0, ge=0, description="creates per minute per provider and key; 0 = off")
     openai_poll_after_ms: int = Field(1000, ge=0)
@@ -57,6 +59,8 @@ class EmulatorSettings(BaseSettings):
     rate_malformed: Rate = 0.0
     rate_truncated_download: Rate = 0.0
     rate_expired: Rate = 0.0
+    rate_answer_lost: Rate = 0.0
+    answer_lost_seconds: float = 0.0
     retry_after_seconds: int = 1
     create_rpm: int = 0
     openai_poll_after_ms: int = 1000

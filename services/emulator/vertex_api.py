@@ -21,6 +21,7 @@ from services.emulator.context import (
     EmulatorContext,
     NewTask,
     Reason,
+    answer_of_create,
     bearer_token,
     create_task,
     file_response,
@@ -138,7 +139,7 @@ def build_router(ctx: EmulatorContext) -> APIRouter:
             extra,
         )
         task = create_task(ctx, new, plan, triggers)
-        return json_response({"name": task.extra["name"]})
+        return await answer_of_create(ctx, triggers, json_response({"name": task.extra["name"]}))
 
     async def fetch(
         request: Request, model: str, project: str | None, location: str | None

@@ -6,8 +6,10 @@
 * reject (feedback required): the review is marked rejected, the verdict is copied likewise,
   and a new attempt is requested: a `RequestJob` on `job-requests` with the refined prompt
   (`logic.refine_prompt`), linked through `metadata.refines = <job id>`, its budget capped at
-  what the original job has left, and idempotency key `refine-<review id>` (one new job per
-  rejected review, however often the decision is re-sent).
+  what the original job has left after its spend and the refinements granted before
+  (reserved on the job in `reserved_usd`, so they never add up past the cap), and
+  idempotency key `refine-<review id>` (one new job per rejected review, however often the
+  decision is re-sent).
 
 Deciding again with the same decision is idempotent (and completes a refinement that a crash
 interrupted); deciding the opposite way is a conflict.
@@ -28,11 +30,12 @@ from services.qc.logic import (
 from services.qc.pipeline import Publish
 from services.qc.reviews import Refinement, Review, ReviewStatus, ReviewStore
 from shared.events import RequestJob
-from shared.jobs import now
+from shared.jobs import Job, JobRequest, now
 from shared.repository import JobRepository
 from shared.topics import Topic
 
 log = logging.getLogger(__name__)
+_RESERVE_TRIES = 5
 
 
 class ReviewNotFound(LookupError):
@@ -89,13 +92,7 @@ class ReviewDesk:
         prompt = refine_prompt(job.request.prompt, review.feedback or "", failed)
         key = refinement_key(review.review_id)
         try:
-            request = refined_request(
-                job.request,
-                prompt=prompt,
-                job_id=job.job_id,
-                review_id=review.review_id,
-                spent_usd=job.spent_usd,
-            )
+            request = await self._reserve(job, review, prompt)
         except BudgetExhausted as exc:
             refinement = Refinement(prompt=prompt, not_requested=f"budget exhausted: {exc}")
         else:
@@ -115,3 +112,33 @@ class ReviewDesk:
             )
         updated = await self.reviews.set_refinement(review.review_id, refinement)
         return updated or review
+
+    async def _reserve(self, job: Job, review: Review, prompt: str) -> JobRequest:
+        """Grant the refinement what is left of the budget and set it aside on the original
+        job in the same conditional write (on the version read), so concurrent rejections
+        never grant the same dollars twice. A crash between this and the request leaves the
+        grant reserved: spend can only be under the cap, never over it."""
+        for _ in range(_RESERVE_TRIES):
+            request = refined_request(
+                job.request,
+                prompt=prompt,
+                job_id=job.job_id,
+                review_id=review.review_id,
+                spent_usd=job.spent_usd,
+                reserved_usd=job.reserved_usd,
+            )
+            if request.budget_usd is None:
+                return request
+            held = await self.repo.update(
+                job.job_id,
+                {},
+                expected_version=job.version,
+                inc={"reserved_usd": request.budget_usd},
+            )
+            if held is not None:
+                return request
+            fresh = await self.repo.get(job.job_id)
+            if fresh is None:
+                raise ReviewNotFound(job.job_id)
+            job = fresh
+        raise BudgetExhausted(f"the job kept changing; no grant after {_RESERVE_TRIES} tries")

@@ -185,16 +185,25 @@ class BudgetExhausted(ValueError):
 
 
 def refined_request(
-    request: JobRequest, *, prompt: str, job_id: str, review_id: str, spent_usd: float
+    request: JobRequest,
+    *,
+    prompt: str,
+    job_id: str,
+    review_id: str,
+    spent_usd: float,
+    reserved_usd: float = 0.0,
 ) -> JobRequest:
     """The request of the new attempt: the original with the refined prompt, linked through
-    metadata, and capped at what is left of the original budget."""
+    metadata, and capped at what is left of the original budget: what the job spent and what
+    earlier refinements were granted (`reserved_usd`) are gone. The caller reserves the
+    grant on the original job before asking, so all refinements together stay in the cap."""
     budget = request.budget_usd
     if budget is not None:
-        budget = round(budget - spent_usd, 6)
+        budget = round(budget - spent_usd - reserved_usd, 6)
         if budget <= 0:
             raise BudgetExhausted(
-                f"the job spent ${spent_usd:.2f} of its ${request.budget_usd:.2f}"
+                f"the job spent ${spent_usd:.2f} and earlier refinements hold"
+                f" ${reserved_usd:.2f} of its ${request.budget_usd:.2f}"
             )
     data = request.model_dump(mode="json")
     data.update(

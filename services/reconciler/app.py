@@ -6,14 +6,18 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import httpx
 from prometheus_client import CollectorRegistry
 
 from services.reconciler.handlers import ReconcilerDeps, sweep
 from services.reconciler.lag import LagMonitor, lag_loop
 from services.reconciler.settings import ReconcilerSettings
 from shared.metrics import ServiceMetrics
+from shared.providers.registry import build_provider
+from shared.providers.settings import ProviderSettings
 from shared.runtime import ServiceProcess, build_broker, kafka_check
 from shared.stores import attach, open_job_store
+from shared.topics import PROVIDERS
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +28,16 @@ async def create_app(settings: ReconcilerSettings) -> ServiceProcess:
     broker = build_broker(settings, registry)
     store = await open_job_store(settings)
     repo = store.repo
-    deps = ReconcilerDeps(settings=settings, repo=repo, broker=broker, metrics=metrics)
+    # Providers only to settle creates whose answer was lost (lookups by our id).
+    http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=5.0))
+    provider_settings = ProviderSettings()
+    deps = ReconcilerDeps(
+        settings=settings,
+        repo=repo,
+        broker=broker,
+        metrics=metrics,
+        providers={p: build_provider(p, provider_settings, http) for p in PROVIDERS},
+    )
     process = ServiceProcess(
         settings,
         registry,
@@ -49,4 +62,5 @@ async def create_app(settings: ReconcilerSettings) -> ServiceProcess:
 
     process.loops.append(consumer_lag)
     attach(store, process)
+    process.on_stop.append(http.aclose)
     return process

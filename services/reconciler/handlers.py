@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -11,14 +11,16 @@ from faststream.kafka import KafkaBroker
 
 from services.reconciler.logic import Action, verdict
 from services.reconciler.settings import ReconcilerSettings
+from shared import attempts
 from shared.events import JobAccepted, TaskSubmitted, TaskSucceeded, event_about, job_failed
-from shared.jobs import Job, JobState, now
+from shared.jobs import Attempt, Job, JobState, now
 from shared.messaging import publish
 from shared.metrics import ServiceMetrics
-from shared.providers.base import Failure
+from shared.providers.base import Failure, VideoProvider
 from shared.providers.catalog import find_model
-from shared.providers.errors import FailureClass
+from shared.providers.errors import FailureClass, ProviderError
 from shared.repository import JobRepository
+from shared.routing import generation_request, price
 from shared.topics import Topic, provider_topic
 
 log = logging.getLogger(__name__)
@@ -31,6 +33,7 @@ class ReconcilerDeps:
     broker: KafkaBroker
     metrics: ServiceMetrics
     clock: Callable[[], datetime] = field(default=now)
+    providers: Mapping[str, VideoProvider] = field(default_factory=dict)
 
 
 async def sweep(deps: ReconcilerDeps) -> dict[str, int]:
@@ -64,7 +67,13 @@ async def reconcile(deps: ReconcilerDeps, job: Job, at: datetime) -> str:
     v = verdict(job, at)
     if v.action is not Action.NOTHING:
         log.info("job %s: %s (%s)", job.job_id, v.action, v.reason)
+    if v.action is Action.RESOLVE:
+        for attempt in v.attempts:
+            await resolve_unanswered(deps, job, attempt, at)
+        await deps.repo.update(job.job_id, {}, expected_states=[job.state])  # touch
     if v.action is Action.FAIL_DEADLINE:
+        for attempt in v.attempts:
+            await resolve_unanswered(deps, job, attempt, at)
         failure = Failure(failure_class=FailureClass.TIMEOUT, message=v.reason)
         await deps.repo.transition(
             job.job_id,
@@ -121,3 +130,37 @@ async def reconcile(deps: ReconcilerDeps, job: Job, at: datetime) -> str:
             )
         await deps.repo.update(job.job_id, {}, expected_states=[job.state])  # touch
     return v.action.value
+
+
+async def resolve_unanswered(deps: ReconcilerDeps, job: Job, attempt: Attempt, at: datetime) -> str:
+    """Settle one create whose answer was never recorded: look the task up by our id where
+    the provider can (record it, or close the attempt as never created); else close it as
+    unknown and charge it ("possibly billed": no id to look it up or cancel it by)."""
+    spec = find_model(attempt.provider, attempt.model)
+    cost = price(job.request, spec) if spec is not None else 0.0
+    provider = deps.providers.get(attempt.provider)
+    if provider is None or not provider.capabilities.find_by_external_id:
+        message = "create outcome unknown, possibly billed: its answer was never recorded"
+        if await attempts.close_unknown(deps.repo, job, attempt.attempt_id, cost, message, at):
+            deps.metrics.unknown_creates.labels(attempt.provider).inc()
+        return "unknown"
+    request = generation_request(job, attempt.attempt_id, None)
+    try:
+        ref = await provider.find_created(request, attempt.model)
+    except ProviderError as exc:  # asked again on the next sweep
+        log.warning("job %s: looking up %s failed: %s", job.job_id, attempt.attempt_id, exc)
+        return "lookup_failed"
+    if ref is None:
+        await attempts.close_never_created(deps.repo, job, attempt.attempt_id, provider.name, at)
+        return "never_created"
+    submitted = attempts.submitted_event(
+        job,
+        "reconciler",
+        attempt.attempt_id,
+        ref,
+        deadline_at=job.deadline_at or at,
+        expected_render_s=spec.typical_render_s if spec else 60.0,
+        at=at,
+    )
+    await attempts.record_task(deps.repo, job, attempt.attempt_id, ref, cost, submitted, at)
+    return "recorded"

@@ -15,6 +15,7 @@ class Action(StrEnum):
     REQUEUE = "requeue"  # SUBMITTING -> QUEUED, the admission loop re-claims it
     RETRACK = "retrack"  # re-publish TaskSubmitted for attempts in flight
     RESEND_RESULT = "resend_result"  # re-publish TaskSucceeded for unstored results
+    RESOLVE = "resolve"  # settle creates whose answer was never recorded
     NOTHING = "nothing"
 
 
@@ -28,11 +29,20 @@ class Verdict:
 def verdict(job: Job, at: datetime) -> Verdict:
     if job.state.terminal:
         return Verdict(Action.NOTHING, "terminal")
+    unanswered = tuple(
+        a for a in job.attempts.values() if a.state is AttemptState.PENDING and a.task is None
+    )
     if job.deadline_at is not None and at > job.deadline_at:
+        # The unanswered creates are settled first: a task they made is recorded (and its
+        # poller cancels it where it can) or charged as unknown, never left an orphan.
         return Verdict(
             Action.FAIL_DEADLINE,
             f"deadline passed while {job.state.value} (deadline {job.deadline_at.isoformat()})",
+            unanswered,
         )
+    if unanswered and job.state in (JobState.RUNNING, JobState.STORING, JobState.SCORING):
+        # SUBMITTING ones are the dispatcher's (it settles them when it re-claims the job).
+        return Verdict(Action.RESOLVE, "creates without a recorded answer", unanswered)
     if job.state is JobState.ACCEPTED:
         return Verdict(Action.ANNOUNCE, "accepted but never queued")
     if job.state is JobState.SUBMITTING:

@@ -11,6 +11,17 @@ The shape follows Vercel AI SDK's start / status / webhook split:
   task's deadline), never to a failure.
 * `download(ref, output)` streams the result bytes; it never buffers a whole video.
 * `cancel(ref)` / `delete(ref)` where the provider has them (`capabilities` says which).
+* `find_created(request, model)` finds the task an earlier create of the same request made,
+  by the caller's id the provider stored with it (`request.external_id`), or returns None
+  when the provider has none. Only providers whose `capabilities.find_by_external_id` is true
+  can answer; the others return None without a call. This is how an ambiguous create (sent,
+  answer lost: `ProviderError.outcome_unknown`) is resolved without paying twice. Sources:
+  Kling stores `external_task_id` and answers `GET /v1/videos/{kind}/{id}` with either id
+  (docs `apiReference/model/textToVideo`, "Query Task (Single)"). OpenAI's `/v1/videos` and
+  Runway's creates take no client id, and their SDKs send no `Idempotency-Key` (the Stainless
+  base client only adds one when the generated client sets `_idempotency_header`, which
+  openai-python's `OpenAI` and runwayml `sdk-python`'s `RunwayML` do not). Google's
+  `predictLongRunning` (Gemini API and Vertex AI) takes no request id either.
 * `parse_webhook(headers, body)` verifies a provider webhook and turns it into a hint
   (which task to re-check). A hint is never trusted as a result: the poller confirms it with
   `status()`.
@@ -160,6 +171,7 @@ class ProviderCapabilities(_Frozen):
     delete: bool
     webhooks: bool
     per_request_callback: bool
+    find_by_external_id: bool = False
 
 
 class VideoProvider(Protocol):
@@ -174,6 +186,8 @@ class VideoProvider(Protocol):
     async def status(self, ref: TaskRef) -> TaskStatus: ...
 
     def download(self, ref: TaskRef, output: VideoOutput) -> AsyncIterator[bytes]: ...
+
+    async def find_created(self, request: GenerationRequest, model: str) -> TaskRef | None: ...
 
     async def cancel(self, ref: TaskRef) -> bool: ...
 

@@ -8,9 +8,15 @@ Hierarchy::
                                    `retry_after` holds the provider's Retry-After when it sent one
 
 Adapters translate httpx exceptions and provider error bodies into these with
-`raise ... from exc`; nothing above the adapter looks at HTTP status codes. A failed task
-(the provider accepted it, then it failed asynchronously) is not an exception: it is a
-`TaskStatus` with state FAILED and a `Failure`.
+`raise ... from exc`; nothing above the adapter looks at HTTP status codes.
+
+`outcome_unknown` marks an error after which the request may still have taken effect: the
+request was sent but its answer was lost (read timeout, connection dropped mid-answer) or
+came back unreadable under a 2xx. For a create this means a paid task may exist: the
+dispatcher never blindly sends that create again (see `services/dispatcher/handlers.py`).
+
+A failed task (the provider accepted it, then it failed asynchronously) is not an exception:
+it is a `TaskStatus` with state FAILED and a `Failure`.
 """
 
 from __future__ import annotations
@@ -73,6 +79,36 @@ RETRY_ADVICE: dict[FailureClass, RetryAdvice] = {
 }
 
 
+@dataclass(frozen=True)
+class Billing:
+    """Whether a task that failed with this class has most likely been charged for."""
+
+    billed: bool
+    reason: str
+
+
+# The billing rules, in one place: what a failed attempt leaves on the job's spend. Two rules
+# sit above this table (`services/dispatcher/logic.refund`): an attempt whose render
+# succeeded is billed whatever went wrong afterwards (a lost or invalid result, a failed
+# upload), and a create whose answer was lost stays charged (`AttemptState.UNKNOWN`).
+# When in doubt a class is billed: the budget is a hard cap, so spend is never under-counted.
+BILLING: dict[FailureClass, Billing] = {
+    FailureClass.INVALID_INPUT: Billing(False, "refused at create: nothing rendered"),
+    FailureClass.MODERATION_INPUT: Billing(False, "refused at create by a safety filter"),
+    FailureClass.MODERATION_OUTPUT: Billing(True, "rendered, then filtered: the render is paid"),
+    FailureClass.RATE_LIMITED: Billing(False, "refused at create: nothing started"),
+    FailureClass.QUOTA_EXHAUSTED: Billing(False, "refused at create: no credit to charge"),
+    FailureClass.PROVIDER_ERROR: Billing(False, "the provider failed the task it accepted"),
+    FailureClass.GENERATION_FAILED: Billing(False, "the provider failed the render"),
+    FailureClass.TIMEOUT: Billing(True, "no end seen by the deadline: it may still render"),
+    FailureClass.RESULT_EXPIRED: Billing(True, "rendered, result expired before re-hosting"),
+    FailureClass.AUTH: Billing(False, "credentials refused: nothing started"),
+    FailureClass.NOT_FOUND: Billing(False, "the provider knows no such task"),
+    FailureClass.MODEL_RETIRED: Billing(False, "refused at create: the model is gone"),
+    FailureClass.CANCELLED: Billing(True, "a cancel may land after rendering started"),
+}
+
+
 class ProviderError(Exception):
     """A failure reported by a provider adapter, already classified."""
 
@@ -85,12 +121,14 @@ class ProviderError(Exception):
         *,
         provider_code: str | None = None,
         retry_after: float | None = None,
+        outcome_unknown: bool = False,
     ) -> None:
         super().__init__(message)
         self.failure_class = failure_class
         self.message = message
         self.provider_code = provider_code
         self.retry_after = retry_after
+        self.outcome_unknown = outcome_unknown
 
     @property
     def advice(self) -> RetryAdvice:

@@ -60,12 +60,22 @@ async def map_provider_errors(provider: str) -> AsyncIterator[None]:
         yield
     except httpx.TimeoutException as exc:
         raise ProviderUnavailable(
-            FailureClass.TIMEOUT, f"{provider}: request timed out ({type(exc).__name__})"
+            FailureClass.TIMEOUT,
+            f"{provider}: request timed out ({type(exc).__name__})",
+            outcome_unknown=_maybe_sent(exc),
         ) from exc
     except httpx.TransportError as exc:
         raise ProviderUnavailable(
-            FailureClass.PROVIDER_ERROR, f"{provider}: transport error: {type(exc).__name__}: {exc}"
+            FailureClass.PROVIDER_ERROR,
+            f"{provider}: transport error: {type(exc).__name__}: {exc}",
+            outcome_unknown=_maybe_sent(exc),
         ) from exc
+
+
+def _maybe_sent(exc: httpx.TransportError) -> bool:
+    """Whether the request may have reached the provider: everything but a failure to
+    connect (or to get a pooled connection) leaves that open."""
+    return not isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
 
 
 def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
@@ -90,7 +100,8 @@ def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> f
 
 
 def decode_json(response: httpx.Response, provider: str) -> dict[str, Any]:
-    """The response body as a JSON object; a malformed body is a transient provider error."""
+    """The response body as a JSON object; a malformed body is a transient provider error,
+    with an unknown outcome under a 2xx (the provider did the work, its answer is lost)."""
     try:
         value = json.loads(response.content)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -98,11 +109,13 @@ def decode_json(response: httpx.Response, provider: str) -> dict[str, Any]:
             FailureClass.PROVIDER_ERROR,
             f"{provider}: malformed JSON in HTTP {response.status_code} response "
             f"({len(response.content)} bytes, starts {response.content[:60]!r})",
+            outcome_unknown=response.is_success,
         ) from exc
     if not isinstance(value, dict):
         raise ProviderUnavailable(
             FailureClass.PROVIDER_ERROR,
             f"{provider}: expected a JSON object, got {type(value).__name__}",
+            outcome_unknown=response.is_success,
         )
     return value
 

@@ -195,7 +195,11 @@ def create_body(request: GenerationRequest, model: str) -> dict[str, Any]:
 class KlingProvider:
     name = "kling"
     capabilities = ProviderCapabilities(
-        cancel=False, delete=False, webhooks=True, per_request_callback=True
+        cancel=False,
+        delete=False,
+        webhooks=True,
+        per_request_callback=True,
+        find_by_external_id=True,
     )
 
     def __init__(
@@ -237,11 +241,45 @@ class KlingProvider:
 
     async def submit(self, request: GenerationRequest, model: str) -> TaskRef:
         kind = "image2video" if request.image_url else "text2video"
-        data = await self._call("POST", f"/v1/videos/{kind}", create_body(request, model))
+        try:
+            data = await self._call("POST", f"/v1/videos/{kind}", create_body(request, model))
+        except ProviderRejected as exc:
+            if request.external_id and "external_task_id" in exc.message:
+                # Our id is taken: an earlier create of this very attempt got through.
+                raise ProviderUnavailable(
+                    FailureClass.PROVIDER_ERROR,
+                    f"kling: a task with external_task_id {request.external_id} exists already",
+                    provider_code=exc.provider_code,
+                    outcome_unknown=True,
+                ) from exc
+            raise
         task_id = data.get("task_id")
         if not task_id:
-            raise ProviderUnavailable(FailureClass.PROVIDER_ERROR, "kling: create gave no task_id")
+            raise ProviderUnavailable(
+                FailureClass.PROVIDER_ERROR, "kling: create gave no task_id", outcome_unknown=True
+            )
         return TaskRef(provider=self.name, model=model, task_id=str(task_id), extra={"kind": kind})
+
+    async def find_created(self, request: GenerationRequest, model: str) -> TaskRef | None:
+        """The task created with `external_task_id = request.external_id`, if any: the
+        single-task query takes either id in its path."""
+        if not request.external_id:
+            return None
+        kind = "image2video" if request.image_url else "text2video"
+        try:
+            data = await self._call(
+                "GET", f"/v1/videos/{kind}/{quote(request.external_id, safe='')}"
+            )
+        except ProviderRejected as exc:
+            if exc.failure_class is FailureClass.NOT_FOUND:
+                return None
+            raise
+        echoed = (data.get("task_info") or {}).get("external_task_id")
+        if not data.get("task_id") or echoed not in (None, request.external_id):
+            return None
+        return TaskRef(
+            provider=self.name, model=model, task_id=str(data["task_id"]), extra={"kind": kind}
+        )
 
     async def status(self, ref: TaskRef) -> TaskStatus:
         kind = ref.extra.get("kind", "text2video")

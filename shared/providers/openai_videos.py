@@ -128,7 +128,9 @@ class OpenAIVideosProvider:
         )
         video_id = data.get("id")
         if not isinstance(video_id, str) or not video_id:
-            raise ProviderUnavailable(FailureClass.PROVIDER_ERROR, "openai: create answered no id")
+            raise ProviderUnavailable(
+                FailureClass.PROVIDER_ERROR, "openai: create answered no id", outcome_unknown=True
+            )
         return TaskRef(provider=self.name, model=model, task_id=video_id)
 
     async def status(self, ref: TaskRef) -> TaskStatus:
@@ -168,6 +170,9 @@ class OpenAIVideosProvider:
         headers = {**self._headers, "Accept": "application/binary"}
         async for chunk in self._edge.stream(url, headers=headers, expires_at=output.expires_at):
             yield chunk
+
+    async def find_created(self, request: GenerationRequest, model: str) -> TaskRef | None:
+        return None  # POST /videos takes no idempotency key or client id (see base.py)
 
     async def cancel(self, ref: TaskRef) -> bool:
         return False  # the Videos API has no cancel; DELETE only works on finished videos

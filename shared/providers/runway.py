@@ -116,7 +116,9 @@ class RunwayProvider:
         )
         task_id = data.get("id")
         if not isinstance(task_id, str) or not task_id:
-            raise ProviderUnavailable(FailureClass.PROVIDER_ERROR, "runway: create answered no id")
+            raise ProviderUnavailable(
+                FailureClass.PROVIDER_ERROR, "runway: create answered no id", outcome_unknown=True
+            )
         return TaskRef(provider=self.name, model=model, task_id=task_id)
 
     async def _task(self, ref: TaskRef) -> dict[str, Any]:
@@ -193,6 +195,9 @@ class RunwayProvider:
                 return None
             raise
         return outputs[index] if index < len(outputs) else None
+
+    async def find_created(self, request: GenerationRequest, model: str) -> TaskRef | None:
+        return None  # the create takes no idempotency key or client id (see base.py)
 
     async def cancel(self, ref: TaskRef) -> bool:
         """DELETE cancels a pending/running task and deletes a finished one."""

@@ -140,7 +140,9 @@ def operation_name(data: Mapping[str, Any], provider: str) -> str:
     name = data.get("name")
     if not isinstance(name, str) or "/operations/" not in name:
         raise ProviderUnavailable(
-            FailureClass.PROVIDER_ERROR, f"{provider}: create answered no operation name"
+            FailureClass.PROVIDER_ERROR,
+            f"{provider}: create answered no operation name",
+            outcome_unknown=True,
         )
     return name
 
@@ -205,6 +207,9 @@ class VeoProvider:
             output.url, headers=headers, expires_at=output.expires_at
         ):
             yield chunk
+
+    async def find_created(self, request: GenerationRequest, model: str) -> TaskRef | None:
+        return None  # predictLongRunning takes no request id: a lost answer cannot be found
 
     async def cancel(self, ref: TaskRef) -> bool:
         return False
@@ -326,6 +331,9 @@ class VertexVeoProvider:
             )
         for piece in iter_b64_chunks(videos[output.index]["bytesBase64Encoded"]):
             yield base64.b64decode(piece)
+
+    async def find_created(self, request: GenerationRequest, model: str) -> TaskRef | None:
+        return None  # predictLongRunning takes no request id: a lost answer cannot be found
 
     async def cancel(self, ref: TaskRef) -> bool:
         return False

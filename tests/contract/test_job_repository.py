@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from shared import attempts
 from shared.errors import ConfigurationError
 from shared.events import JobCancelled, JobUpdated
 from shared.jobs import Attempt, AttemptState, Job, JobRequest, JobState, new_job_id, now
@@ -98,6 +99,46 @@ class JobRepositoryContract:
         )
         loaded = await repo.get(job.job_id)
         assert loaded is not None and loaded.spent_usd == pytest.approx(0.25 * CLAIMERS)
+
+    async def test_a_grant_on_a_stale_version_is_refused_and_adds_nothing(
+        self, repo: JobRepository
+    ) -> None:
+        job = make_job()
+        await repo.create(job)
+        grants = await asyncio.gather(
+            *(
+                repo.update(job.job_id, {}, expected_version=0, inc={"reserved_usd": 2.5})
+                for _ in range(CLAIMERS)
+            )
+        )
+        assert sum(g is not None for g in grants) == 1
+        loaded = await repo.get(job.job_id)
+        assert loaded is not None and loaded.reserved_usd == pytest.approx(2.5)
+
+    @pytest.mark.parametrize("closer_first", [True, False])
+    async def test_a_found_task_and_an_unknown_close_of_one_attempt_charge_it_once(
+        self, repo: JobRepository, closer_first: bool
+    ) -> None:
+        job = make_job()
+        pending = Attempt(attempt_id="a1", provider="kling", model="kling-v2-6")
+        job = job.model_copy(update={"attempts": {"a1": pending}})
+        await repo.create(job)
+        ref = TaskRef(provider="kling", model="kling-v2-6", task_id=random_id("task"))
+        at = now()
+        event = attempts.submitted_event(
+            job, "test", "a1", ref, deadline_at=at, expected_render_s=1.0, at=at
+        )
+        record = attempts.record_task(repo, job, "a1", ref, 0.75, event, at)
+        close = attempts.close_unknown(repo, job, "a1", 0.75, "answer lost", at)
+        first, second = (close, record) if closer_first else (record, close)
+        await first
+        await second
+        loaded = await repo.get(job.job_id)
+        assert loaded is not None
+        assert loaded.spent_usd == pytest.approx(0.75)  # charged once, whoever came first
+        assert loaded.attempts["a1"].state is AttemptState.SUBMITTED  # the found task wins
+        assert loaded.attempts["a1"].task == ref
+        assert (await repo.find_by_task("kling", ref.task_id)) is not None
 
     async def test_a_transition_that_happened_stores_its_events_and_one_that_did_not_none(
         self, repo: JobRepository

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import pytest
+
 from services.dispatcher.logic import (
     Next,
     after_failure,
@@ -9,7 +11,7 @@ from services.dispatcher.logic import (
 )
 from shared.jobs import Attempt, AttemptState, Job, JobRequest, ModelChoice
 from shared.providers.base import Failure, TaskRef
-from shared.providers.errors import FailureClass
+from shared.providers.errors import BILLING, FailureClass
 
 ROUTE = (
     ModelChoice(provider="kling", model="kling-v2-6"),
@@ -114,3 +116,44 @@ def test_each_attempt_gets_its_own_external_id() -> None:
     job = job_with(candidates=2)
     ids = {generation_request(job, a, None).external_id for a in ("c0-0", "c1-0")}
     assert ids == {"job_1.c0-0", "job_1.c1-0"}
+
+
+def test_every_failure_class_has_a_billing_rule_with_its_reason() -> None:
+    missing = [cls.value for cls in FailureClass if cls not in BILLING]
+    assert missing == []
+    assert all(BILLING[cls].reason for cls in FailureClass)
+
+
+@pytest.mark.parametrize("cls", list(FailureClass))
+def test_a_failed_attempt_is_refunded_exactly_as_the_billing_table_says(cls: FailureClass) -> None:
+    running = Attempt(
+        attempt_id="a", provider="kling", model="kling-v2-6", state=AttemptState.RUNNING
+    ).model_copy(update={"cost_usd": 1.25})
+    expected = 0.0 if BILLING[cls].billed else 1.25
+    assert refund(running, failure(cls)) == expected
+
+
+@pytest.mark.parametrize("cls", list(FailureClass))
+@pytest.mark.parametrize("state", [AttemptState.SUCCEEDED, AttemptState.STORED])
+def test_a_finished_render_is_billed_whatever_failed_after_it(
+    cls: FailureClass, state: AttemptState
+) -> None:
+    rendered = Attempt(
+        attempt_id="a", provider="kling", model="kling-v2-6", state=state, cost_usd=1.25
+    )
+    assert refund(rendered, failure(cls)) == 0.0
+
+
+def test_an_unknown_create_counts_as_a_try_and_is_never_submitted_again() -> None:
+    unknown = Attempt(
+        attempt_id="c0-0",
+        provider="kling",
+        model="kling-v2-6",
+        state=AttemptState.UNKNOWN,
+        cost_usd=1.0,
+    )
+    job = job_with(unknown, budget=100.0, spent=1.0)
+    assert attempts_to_submit(job) == [(0, "c0-1")]
+    twice = job_with(unknown, unknown.model_copy(update={"attempt_id": "c0-1"}), budget=100.0)
+    decision = after_failure(twice, failure(FailureClass.TIMEOUT), same_retries=1)
+    assert decision.next is Next.FALLBACK  # two tries on kling: the retry allowance is spent

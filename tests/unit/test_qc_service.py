@@ -251,3 +251,28 @@ async def test_no_refinement_when_the_budget_is_spent(world: World, clips: dict[
     assert res.status_code == 200
     assert "budget exhausted" in res.json()["review"]["refinement"]["not_requested"]
     assert world.sent.on(Topic.JOB_REQUESTS) == []
+
+
+async def test_rejections_of_one_job_never_grant_more_than_its_budget(
+    world: World, clips: dict[str, Path]
+) -> None:
+    job_id = await _three_candidates(world, clips)
+    for aid in ("att0", "att1", "att2"):
+        await world.stored(job_id, aid)
+    for review in await world.reviews.find("demo"):
+        if review.attempt_id == "att1":
+            continue  # the pick is not queued for review
+        res = await world.http.post(
+            f"/v1/reviews/{review.review_id}/decision",
+            json={"decision": "reject", "feedback": "the camera wobbles"},
+            headers=AUTH,
+        )
+        assert res.status_code == 200
+    job = await world.repo.get(job_id)
+    assert job is not None
+    budget = job.request.budget_usd
+    assert budget is not None
+    granted = [r.request.budget_usd or 0.0 for r in world.sent.on(Topic.JOB_REQUESTS)]
+    assert len(granted) == 1  # the first rejection got what was left; the second got nothing
+    assert job.spent_usd + sum(granted) <= budget + 1e-9
+    assert job.reserved_usd == pytest.approx(sum(granted))
