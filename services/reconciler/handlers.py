@@ -51,11 +51,13 @@ async def sweep(deps: ReconcilerDeps) -> dict[str, int]:
         JobState.QUEUED: s.storing_grace_s,
         JobState.SCORING: s.storing_grace_s,
     }
+    stale: list[Job] = []
+    for state, grace in graces.items():  # read everything first: an action moves a job on
+        stale += await deps.repo.find_stale([state], at - timedelta(seconds=grace), s.batch)
     counts: dict[str, int] = {}
-    for state, grace in graces.items():
-        for job in await deps.repo.find_stale([state], at - timedelta(seconds=grace), s.batch):
-            action = await reconcile(deps, job, at)
-            counts[action] = counts.get(action, 0) + 1
+    for job in stale:
+        action = await reconcile(deps, job, at)
+        counts[action] = counts.get(action, 0) + 1
     # Active states only: totals of terminal states grow forever and are counters already
     # (reelforge_job_transitions_total), not something to re-count every sweep.
     for state, n in (await deps.repo.count_by_state(list(graces))).items():
