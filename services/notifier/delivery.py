@@ -23,6 +23,7 @@ from services.notifier import logic
 from services.notifier.logic import Verdict
 from services.notifier.store import AttemptLog, Delivery, DeliveryState, DeliveryStore
 from shared import webhooks
+from shared.faultpoints import reach
 from shared.jobs import now
 from shared.metrics import ServiceMetrics
 from shared.tenants import webhook_secret_for
@@ -62,6 +63,7 @@ class Deliverer:
     async def _attempt(self, delivery: Delivery) -> None:
         assert delivery.lease is not None
         entry = await self._post(delivery)
+        reach("notifier.after_delivery")
         decision = logic.decide(
             entry.status_code,
             entry.error,

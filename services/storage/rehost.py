@@ -9,7 +9,7 @@ never holds the file either.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -17,6 +17,7 @@ from services.storage import logic
 from shared import media
 from shared.blobstore import BlobStore
 from shared.events import TaskSucceeded
+from shared.faultpoints import reach
 from shared.jobs import Job, StoredVideo, now
 from shared.metrics import ServiceMetrics
 from shared.providers.base import VideoProvider
@@ -46,7 +47,7 @@ class Rehoster:
         started = time.monotonic()
         put = await self.blob.put_stream(
             keys.video,
-            provider.download(event.task, output),
+            _crash_point_after_first_chunk(provider.download(event.task, output)),
             content_type=output.mime_type,
             metadata={
                 "job-id": job.job_id,
@@ -77,3 +78,13 @@ class Rehoster:
         margin = logic.expiry_margin_s(event.outputs[0].expires_at, self.clock())
         if margin is not None:
             self.metrics.url_expiry_margin.labels(provider).observe(margin)
+
+
+async def _crash_point_after_first_chunk(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """The download, with the fault point `storage.mid_upload` after its first chunk."""
+    first = True
+    async for chunk in chunks:
+        yield chunk
+        if first:
+            first = False
+            reach("storage.mid_upload")
