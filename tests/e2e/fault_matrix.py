@@ -78,13 +78,14 @@ ROWS: tuple[Row, ...] = (
 
 @dataclass
 class Counts:
-    """What one row lost. The first five must be 0; the rest describe the run."""
+    """What one row lost. The first six must be 0; the rest describe the run."""
 
     jobs_lost: int = 0  # no terminal state, or no outcome event on jobs-finished
     conflicting_outcomes: int = 0  # jobs whose outcome events carry more than one id
     unrecorded_paid_tasks: int = 0  # provider tasks of these jobs no attempt records
     budget_overruns: int = 0  # jobs whose spend exceeds their budget
     dead_letters: int = 0  # DLQ records written during the row (none is poison here)
+    webhooks_missing: int = 0  # jobs whose signed webhook never reached the receiver
     jobs: int = 0
     completed: int = 0
     repeated_outcome_events: int = 0  # same id again (at-least-once; consumers de-duplicate)
@@ -97,6 +98,7 @@ class Counts:
         "unrecorded_paid_tasks",
         "budget_overruns",
         "dead_letters",
+        "webhooks_missing",
     )
 
     def problems(self) -> dict[str, int]:
