@@ -91,6 +91,7 @@ class Counts:
     repeated_outcome_events: int = 0  # same id again (at-least-once; consumers de-duplicate)
     restarts: int = 0
     fired: bool = True  # kill rows: the fault point was reached
+    health_reported: bool = True  # outage rows: a service's /health/ready said so
 
     MUST_BE_ZERO = (
         "jobs_lost",

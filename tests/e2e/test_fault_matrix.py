@@ -173,7 +173,9 @@ async def _until(what: str, predicate: Any, timeout: float) -> bool:
     return False
 
 
-async def _outage(m: Matrix, row: Row, api: httpx.AsyncClient, ids: list[str]) -> None:
+async def _outage(m: Matrix, row: Row, api: httpx.AsyncClient, ids: list[str]) -> bool:
+    """Stop the row's server once a job renders; True if `/health/ready` reported it."""
+
     async def rendering() -> bool:
         return any(v.get("state") == "running" for v in (await _views(api, ids)).values())
 
@@ -185,9 +187,10 @@ async def _outage(m: Matrix, row: Row, api: httpx.AsyncClient, ids: list[str]) -
         specs = [m.stack.specs[n] for n in ("dispatcher", "storage")]
         return not all(await asyncio.gather(*(asyncio.to_thread(healthy, s) for s in specs)))
 
-    await _until("/health/ready to report it", noticed, 30)
+    reported = await _until("/health/ready to report it", noticed, 30)
     await asyncio.sleep(row.outage_s)  # the outage's length, not a synchronisation
     await asyncio.to_thread(server.start)
+    return reported
 
 
 async def _run_row(m: Matrix, row: Row, receiver: Receiver) -> Counts:
@@ -203,8 +206,7 @@ async def _run_row(m: Matrix, row: Row, receiver: Receiver) -> Counts:
         tag = secrets.token_hex(3)
         keys = [f"matrix-{row.id}-{tag}-{i}" for i in range(N)]
         ids = [await _submit(api, key, receiver.url) for key in keys]
-        if row.kind == "outage":
-            await _outage(m, row, api, ids)
+        reported = await _outage(m, row, api, ids) if row.kind == "outage" else True
 
         async def settled() -> bool:
             views = await _views(api, ids)
@@ -224,6 +226,7 @@ async def _run_row(m: Matrix, row: Row, receiver: Receiver) -> Counts:
     result = count(views, m.outcomes, tasks, len(letters))
     result.webhooks_missing = sum(not receiver.for_job(j) for j in ids)
     result.restarts = counts.restarts
+    result.health_reported = reported
     if row.point:
         result.fired = (m.fault_dir / f"{row.point}.fired").exists()
         (m.fault_dir / row.point).unlink(missing_ok=True)  # never reached: disarm
@@ -248,4 +251,5 @@ async def test_fault_matrix_row_loses_nothing(row: Row, matrix: Matrix, hooks: R
     result = await _run_row(matrix, row, hooks)
     matrix.results[row.name] = result
     assert result.fired, f"the fault point {row.point} was never reached"
+    assert result.health_reported, f"/health/ready never reported {row.server} down"
     assert result.problems() == {}, f"{row.name}: {result}"
