@@ -82,15 +82,16 @@ def fault_matrix_table() -> str:
         "",
         "| row | lost | conflicting outcome ids | unrecorded paid tasks | budget overruns | "
         "DLQ records | missing webhooks | completed | repeated outcome events (same id) | "
-        "restarts |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "restarts | failed attempts | Kling calls create/status/download |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in run["rows"]:
         rows.append(
             f"| {r['row']} | {r['jobs_lost']} | {r['conflicting_outcomes']} | "
             f"{r['unrecorded_paid_tasks']} | {r['budget_overruns']} | {r['dead_letters']} | "
             f"{r['webhooks_missing']} | {r['completed']}/{r['jobs']} | "
-            f"{r['repeated_outcome_events']} | {r['restarts']} |"
+            f"{r['repeated_outcome_events']} | {r['restarts']} | {r.get('failed_attempts', '')} | "
+            f"{r.get('provider_calls', '')} |"
         )
     return "\n".join(rows)
 

@@ -92,6 +92,10 @@ class Counts:
     restarts: int = 0
     fired: bool = True  # kill rows: the fault point was reached
     health_reported: bool = True  # outage rows: a service's /health/ready said so
+    provider_calls: str = (
+        ""  # Kling creates/status/downloads seen by the emulator: the faults' trace
+    )
+    failed_attempts: int = 0  # attempts that did not succeed (retried or fell back)
 
     MUST_BE_ZERO = (
         "jobs_lost",
@@ -128,6 +132,7 @@ def count(
         if budget is not None and float(job.get("spent_usd") or 0.0) > budget + 1e-9:
             counts.budget_overruns += 1
         for attempt in job.get("attempts", []):
+            counts.failed_attempts += attempt.get("state") in ("failed", "unknown")
             if attempt.get("task"):
                 recorded[job_id].add(attempt["task"]["task_id"])
     for task in tasks:

@@ -198,6 +198,7 @@ async def _run_row(m: Matrix, row: Row, receiver: Receiver) -> Counts:
     supervisor = asyncio.create_task(_supervise(m.stack, counts))
     async with httpx.AsyncClient(base_url=API, timeout=15) as api, httpx.AsyncClient() as emu:
         await emu.post(f"{EMULATOR}/config", json={"reset": True})
+        await emu.post(f"{EMULATOR}/stats/reset")
         if row.emulator:
             await emu.post(f"{EMULATOR}/config", json=row.emulator)
         if row.point:
@@ -220,12 +221,14 @@ async def _run_row(m: Matrix, row: Row, receiver: Receiver) -> Counts:
         await emu.post(f"{EMULATOR}/config", json={"reset": True})
         tasks = (await emu.get(f"{EMULATOR}/tasks", params={"provider": "kling"})).json()["tasks"]
         views = await _views(api, ids)
+        calls = (await emu.get(f"{EMULATOR}/stats")).json()["calls"].get("kling", {})
     supervisor.cancel()
     await asyncio.gather(supervisor, return_exceptions=True)
     letters = m.dead_letters[dead_before:]
     result = count(views, m.outcomes, tasks, len(letters))
     result.webhooks_missing = sum(not receiver.for_job(j) for j in ids)
     result.restarts = counts.restarts
+    result.provider_calls = "/".join(str(calls.get(k, 0)) for k in ("create", "status", "download"))
     result.health_reported = reported
     if row.point:
         result.fired = (m.fault_dir / f"{row.point}.fired").exists()
