@@ -376,6 +376,12 @@ class FakeVideoProvider:
     async def status(self, ref: Any) -> Any:
         raise NotImplementedError("the dispatcher and reconciler never poll")
 
+    def download(self, ref: Any, output: Any) -> AsyncIterator[bytes]:
+        raise NotImplementedError("the dispatcher and reconciler never download")
+
+    def parse_webhook(self, headers: Mapping[str, str], body: bytes) -> Any:
+        raise NotImplementedError("the dispatcher and reconciler take no webhooks")
+
     async def cancel(self, ref: Any) -> bool:
         return False
 

@@ -192,7 +192,7 @@ async def _submit_one(
         # claim was requeued): its create may have gone through.
         why = "an earlier create of this attempt was not recorded"
         found = await _find_or_close(deps, job, provider, request, attempt_id, cost, why)
-        if found is not _ABSENT:
+        if not isinstance(found, _Absent):
             return found
     else:
         ahead = Attempt(
@@ -211,7 +211,7 @@ async def _submit_one(
                 found = await _find_or_close(
                     deps, job, provider, request, attempt_id, cost, exc.message
                 )
-                if found is not _ABSENT:
+                if not isinstance(found, _Absent):
                     return found
             if not exc.transient or attempt == deps.settings.submit_retries:
                 await _record_submit_failure(deps, job, attempt_id, exc)

@@ -14,10 +14,13 @@ The shape follows Vercel AI SDK's start / status / webhook split:
 * `find_created(request, model)` finds the task an earlier create of the same request made,
   by the caller's id the provider stored with it (`request.external_id`), or returns None
   when the provider has none. Only providers whose `capabilities.find_by_external_id` is true
-  can answer; the others return None without a call. This is how an ambiguous create (sent,
-  answer lost: `ProviderError.outcome_unknown`) is resolved without paying twice. Sources:
-  Kling stores `external_task_id` and answers `GET /v1/videos/{kind}/{id}` with either id
-  (docs `apiReference/model/textToVideo`, "Query Task (Single)"). OpenAI's `/v1/videos` and
+  can answer, and they must also refuse a second create with the same id (so a create sent
+  after "not found" cannot pay twice); the others return None. This is how an ambiguous
+  create (sent, answer lost: `ProviderError.outcome_unknown`) is resolved without paying
+  twice. Sources: Kling stores `external_task_id` (echoed in `task_info`) and its
+  "Query Task (Single)", `GET /v1/videos/text2video/{id}`, takes either the task id or the
+  external_task_id in the path ("choose one of the two"; Kling API reference, read through
+  its public mirrors since the official site is not machine-readable). OpenAI's `/v1/videos` and
   Runway's creates take no client id, and their SDKs send no `Idempotency-Key` (the Stainless
   base client only adds one when the generated client sets `_idempotency_header`, which
   openai-python's `OpenAI` and runwayml `sdk-python`'s `RunwayML` do not). Google's

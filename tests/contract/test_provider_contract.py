@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from shared.providers.base import GenerationRequest, TaskRef, TaskState, TaskStatus, VideoProvider
-from shared.providers.errors import FailureClass, ProviderRejected
+from shared.providers.errors import FailureClass, ProviderError, ProviderRejected
 from shared.providers.registry import PROVIDER_NAMES, build_provider
 from shared.providers.settings import ProviderSettings
 from tests.contract.conftest import KLING_ACCESS_KEY, KLING_SECRET_KEY
@@ -165,3 +165,41 @@ async def test_a_running_task_can_be_cancelled_where_the_provider_supports_it(
 
 def test_the_suite_covers_every_registered_provider() -> None:
     assert {c.provider for c in CASES} == set(PROVIDER_NAMES)
+
+
+async def emulated_tasks(emulator_url: str, provider: str) -> list[dict[str, object]]:
+    async with httpx.AsyncClient() as client:
+        answer = await client.get(f"{emulator_url}/_emulator/tasks", params={"provider": provider})
+    tasks: list[dict[str, object]] = answer.json()["tasks"]
+    return tasks
+
+
+async def test_a_create_whose_answer_is_lost_is_reported_as_an_unknown_outcome(
+    adapter: VideoProvider, case: Case, emulator_url: str
+) -> None:
+    """The emulator's "created, answer lost" fault: the task exists at the provider, the
+    caller gets no usable answer. The adapter must say the outcome is unknown, and where the
+    provider stores our id (`find_by_external_id`) find exactly that task again."""
+    request = request_for(case, "A kite over the dunes [fail:answer_lost]")
+    before = {t["id"] for t in await emulated_tasks(emulator_url, case.provider)}
+    with pytest.raises(ProviderError) as lost:
+        await adapter.submit(request, case.model)
+    assert lost.value.outcome_unknown, lost.value
+    made = [t for t in await emulated_tasks(emulator_url, case.provider) if t["id"] not in before]
+    assert len(made) == 1  # the create did complete
+    found = await adapter.find_created(request, case.model)
+    if not adapter.capabilities.find_by_external_id:
+        assert found is None
+        return
+    assert found is not None and found.task_id == made[0]["id"]
+    with pytest.raises(ProviderError) as again:  # the same id is never paid for twice
+        await adapter.submit(request.model_copy(update={"prompt": "A kite"}), case.model)
+    assert again.value.outcome_unknown
+    assert len(await emulated_tasks(emulator_url, case.provider)) == len(before) + 1
+    assert (await adapter.status(found)).state is not TaskState.UNKNOWN
+
+
+async def test_a_lookup_by_an_id_never_used_finds_nothing(
+    adapter: VideoProvider, case: Case
+) -> None:
+    assert await adapter.find_created(request_for(case, "A quiet pond"), case.model) is None

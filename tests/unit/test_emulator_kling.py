@@ -177,3 +177,21 @@ def test_callback_receives_bare_data_on_every_status_change(
             time.sleep(0.02)
     assert [c["task_status"] for c in callbacks] == ["processing", "succeed"]
     assert all(c["task_id"] == data["task_id"] and "code" not in c for c in callbacks)
+
+
+def test_an_armed_answer_lost_rate_creates_the_task_and_garbles_its_answer(
+    client: TestClient, clock: FakeClock
+) -> None:
+    assert client.post("/_emulator/config", json={"rate_answer_lost": 1.0}).status_code == 200
+    resp = client.post(
+        "/kling/v1/videos/text2video",
+        headers=auth(clock),
+        json={"prompt": "a kite", "external_task_id": "ours-1"},
+    )
+    assert resp.status_code == 200
+    assert resp.content == b'{"id": "trunc'  # the answer is lost: a cut-off body
+    (task,) = client.get("/_emulator/tasks", params={"provider": "kling"}).json()["tasks"]
+    assert task["external_id"] == "ours-1"
+    client.post("/_emulator/config", json={"reset": True})
+    found = client.get("/kling/v1/videos/text2video/ours-1", headers=auth(clock))
+    assert found.json()["data"]["task_id"] == task["id"]

@@ -108,6 +108,34 @@ async def test_timeouts_become_timeout_and_connection_errors_become_provider_err
     assert refused.value.failure_class is FailureClass.PROVIDER_ERROR
 
 
+@pytest.mark.parametrize(
+    ("raised", "maybe_sent"),
+    [
+        (httpx.ReadTimeout("answer late"), True),
+        (httpx.RemoteProtocolError("closed mid-answer"), True),
+        (httpx.ReadError("reset"), True),
+        (httpx.ConnectError("refused"), False),
+        (httpx.ConnectTimeout("no route"), False),
+        (httpx.PoolTimeout("no connection free"), False),
+    ],
+)
+async def test_an_error_after_the_request_may_have_reached_the_provider_has_an_unknown_outcome(
+    raised: httpx.TransportError, maybe_sent: bool
+) -> None:
+    with pytest.raises(ProviderUnavailable) as caught:
+        async with map_provider_errors("t"):
+            raise raised
+    assert caught.value.outcome_unknown is maybe_sent
+
+
+@pytest.mark.parametrize(("status", "unknown"), [(200, True), (201, True), (502, False)])
+def test_an_unreadable_body_under_a_2xx_has_an_unknown_outcome(status: int, unknown: bool) -> None:
+    cut = httpx.Response(status, content=b'{"id": "vid')
+    with pytest.raises(ProviderUnavailable) as caught:
+        decode_json(cut, "t")
+    assert caught.value.outcome_unknown is unknown
+
+
 def test_trims_long_strings_out_of_raw_payloads() -> None:
     trimmed = trim_raw({"videos": [{"bytesBase64Encoded": "A" * 5000, "mimeType": "video/mp4"}]})
     assert trimmed == {
