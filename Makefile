@@ -7,12 +7,12 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt 2>/dev/nu
 INFRA := $(BIN)/python -m deploy.localinfra
 
 .PHONY: help setup infra-install infra-up infra-down infra-status topics emulator demo up down \
-        test test-unit lint typecheck bench schemas clean
+        test test-unit lint typecheck bench fault-matrix schemas clean
 
 help:
 	@echo "make demo     set up everything and run the main job end to end"
 	@echo "make test     run the whole test suite on real servers (starts and stops them)"
-	@echo "other: setup infra-up infra-down infra-status topics emulator up down lint typecheck bench schemas"
+	@echo "other: setup infra-up infra-down infra-status topics emulator up down lint typecheck bench fault-matrix schemas"
 
 setup: $(STAMP)
 
@@ -74,6 +74,12 @@ typecheck: setup
 
 bench: setup
 	$(INFRA) run -- $(BIN)/python -m tests.bench
+
+# The fault matrix at full size (10 jobs per row; `make test` runs 3), its table into the README.
+fault-matrix: setup
+	$(INFRA) run -- env FAULT_MATRIX_N=10 FAULT_MATRIX_OUT=deploy/fault_matrix.json \
+		$(BIN)/python -m pytest tests/e2e/test_fault_matrix.py $(PYTEST_ARGS)
+	$(BIN)/python -m deploy.docs
 
 schemas: setup
 	$(BIN)/python -m deploy.schemas

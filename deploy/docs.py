@@ -3,6 +3,7 @@ when they are stale. Sections sit between `<!-- BEGIN name -->` and `<!-- END na
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 from collections.abc import Callable
@@ -17,6 +18,8 @@ from shared.providers.catalog import load_catalog
 from shared.topics import TOPICS
 
 README = ROOT / "README.md"
+# Written by `make fault-matrix` (tests/e2e/test_fault_matrix.py with FAULT_MATRIX_OUT set).
+FAULT_MATRIX = ROOT / "deploy" / "fault_matrix.json"
 
 
 def models_table() -> str:
@@ -78,10 +81,36 @@ def metrics_table() -> str:
     return "\n".join(rows)
 
 
+def fault_matrix_table() -> str:
+    """The last recorded fault-matrix run: one line per row, the counts that must be 0 first."""
+    if not FAULT_MATRIX.exists():
+        return "_No recorded run: `make fault-matrix` writes it._"
+    run = json.loads(FAULT_MATRIX.read_text())
+    rows = [
+        f"{run['jobs_per_row']} jobs per row. Must be 0: lost, conflicting outcome ids, unrecorded"
+        " paid tasks, budget overruns, DLQ records, missing webhooks.",
+        "",
+        "| row | lost | conflicting outcome ids | unrecorded paid tasks | budget overruns | "
+        "DLQ records | missing webhooks | completed | repeated outcome events (same id) | "
+        "restarts | failed attempts | Kling calls create/status/download |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in run["rows"]:
+        rows.append(
+            f"| {r['row']} | {r['jobs_lost']} | {r['conflicting_outcomes']} | "
+            f"{r['unrecorded_paid_tasks']} | {r['budget_overruns']} | {r['dead_letters']} | "
+            f"{r['webhooks_missing']} | {r['completed']}/{r['jobs']} | "
+            f"{r['repeated_outcome_events']} | {r['restarts']} | {r.get('failed_attempts', '')} | "
+            f"{r.get('provider_calls', '')} |"
+        )
+    return "\n".join(rows)
+
+
 SECTIONS: dict[str, Callable[[], str]] = {
     "models": models_table,
     "topics": topics_table,
     "metrics": metrics_table,
+    "fault-matrix": fault_matrix_table,
 }
 
 

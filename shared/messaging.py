@@ -10,6 +10,11 @@ ack policy, and wraps the handler so that:
   capped exponential backoff; when the retries run out the exception propagates, the
   message is NACKed (seek back) and is redelivered, so lag grows visibly instead of data
   being lost;
+* an outage of a server we depend on (`TransientError`, or what `shared.outages.is_outage`
+  recognises: connection, timeout and server-selection errors of the job store, the broker
+  and the object store) is never dead-lettered: the message is redelivered for as long as
+  the outage lasts, each redelivery waiting longer (capped at the policy's `max_delay_s`),
+  so the partition waits, its consumer lag grows and `/health/ready` names the dependency;
 * an unexpected exception (a bug, not an infrastructure error) that survives
   `max_redeliveries` redeliveries of the same offset is dead-lettered with its traceback
   summary, like arroyo's InvalidMessage, so a poison message cannot stall a partition forever.
@@ -35,6 +40,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from shared.events import Envelope
 from shared.jobs import now
 from shared.logs import log_context, trace_id_of
+from shared.outages import is_outage
 from shared.outbox import OutboxEvent
 from shared.topics import TOPICS, Topic
 
@@ -142,7 +148,8 @@ def consume(
     `group_id=None` is for broadcast consumers (every replica sees every message, nothing is
     committed); callers must say why that is right where they use it."""
     policy = retry or RetryPolicy()
-    failures: dict[tuple[int, int], int] = {}
+    failures: dict[tuple[int, int], int] = {}  # poison candidates: redeliveries so far
+    outages: dict[tuple[int, int], int] = {}  # redeliveries because a dependency was down
     topic_name = name or topic.value  # `name` only for tests on throwaway topics
     dlq = f"{topic_name}-dlq" if TOPICS[topic].dlq else None
 
@@ -160,20 +167,34 @@ def consume(
         raw = msg.raw_message
         assert not isinstance(raw, tuple)
         where = (raw.partition, raw.offset)
+        if where in outages:  # back off across redeliveries too, not only within one
+            await policy.sleep(policy.delay(policy.attempts + outages[where]))
         try:
             with _context_of(event):
                 await _with_retries(policy, handle, event)
         except PermanentError as exc:
             await reject(str(exc), "PermanentError")
         except Exception as exc:
+            if isinstance(exc, TransientError) or is_outage(exc):
+                outages[where] = outages.get(where, 0) + 1
+                log.warning(
+                    "%s[%s]@%s waits for a dependency (%s, redelivery %d)",
+                    topic_name,
+                    *where,
+                    _short(exc),
+                    outages[where],
+                )
+                raise
             failures[where] = failures.get(where, 0) + 1
-            if not isinstance(exc, TransientError) and failures[where] > max_redeliveries:
+            if failures[where] > max_redeliveries:
                 failures.pop(where, None)
+                outages.pop(where, None)
                 await reject(f"handler kept failing: {_short(exc)}", type(exc).__name__)
                 return
             raise
         else:
             failures.pop(where, None)
+            outages.pop(where, None)
 
     # The group and the ack policy stay on the subscriber's own line, where reviewers look.
     options = {"auto_offset_reset": auto_offset_reset, **subscriber_options}

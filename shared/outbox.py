@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from shared.events import Envelope, stable_event_id
+from shared.faultpoints import reach
 
 if TYPE_CHECKING:
     from shared.jobs import Job
@@ -149,6 +150,7 @@ class PgOutboxRelay:
             for r in rows
         ]
         await send_in_order(self._send, events)
+        reach("outbox.after_publish")
         await conn.execute(
             "DELETE FROM outbox WHERE id = ANY($1::bigint[])", [r["id"] for r in rows]
         )

@@ -171,6 +171,8 @@ class ServiceProcess:
             await hook()
         if self.broker is not None:
             await start_broker(self.broker, self.settings)
+            # A broker outage stalls every subscriber: readiness names it (see shared.messaging).
+            self.checks.setdefault("kafka", kafka_check(self.broker))
         server = self._http_server()
         tasks = [asyncio.create_task(_guard(fn), name=fn.__name__) for fn in self.loops]
         if server is not None:

@@ -30,15 +30,18 @@ def home(layout: Layout) -> Path:
     return layout.root / f"kafka-{v.KAFKA_VERSION}"
 
 
-def render_properties(log_dir: Path) -> str:
-    """server.properties for a single-node KRaft cluster on 127.0.0.1 (static quorum)."""
+def render_properties(
+    log_dir: Path, port: int = KAFKA_PORT, controller_port: int = KAFKA_CONTROLLER_PORT
+) -> str:
+    """server.properties for a single-node KRaft cluster on 127.0.0.1 (static quorum); other
+    ports serve a private instance (`deploy.localinfra.private`)."""
     settings = {
         "process.roles": "broker,controller",
         "node.id": "1",
         # Static quorum only (no controller.quorum.bootstrap.servers): see KAFKA-18987.
-        "controller.quorum.voters": f"1@{HOST}:{KAFKA_CONTROLLER_PORT}",
-        "listeners": f"PLAINTEXT://{HOST}:{KAFKA_PORT},CONTROLLER://{HOST}:{KAFKA_CONTROLLER_PORT}",
-        "advertised.listeners": f"PLAINTEXT://{HOST}:{KAFKA_PORT}",
+        "controller.quorum.voters": f"1@{HOST}:{controller_port}",
+        "listeners": f"PLAINTEXT://{HOST}:{port},CONTROLLER://{HOST}:{controller_port}",
+        "advertised.listeners": f"PLAINTEXT://{HOST}:{port}",
         "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
         "controller.listener.names": "CONTROLLER",
         "inter.broker.listener.name": "PLAINTEXT",
@@ -68,7 +71,7 @@ def _properties_path(layout: Layout) -> Path:
     return layout.run_dir / "kafka" / "server.properties"
 
 
-def _classpath(layout: Layout) -> str:
+def classpath(layout: Layout) -> str:
     return str(home(layout) / "libs") + "/*"
 
 
@@ -122,7 +125,7 @@ def _prepare(layout: Layout) -> None:
             *JVM_OPTS,
             f"-Dlog4j.configuration=file:{LOG4J}",
             "-cp",
-            _classpath(layout),
+            classpath(layout),
             "kafka.tools.StorageTool",
             "format",
             "-t",
@@ -143,7 +146,7 @@ def _command(layout: Layout) -> list[str]:
         *JVM_OPTS,
         f"-Dlog4j.configuration=file:{LOG4J}",
         "-cp",
-        _classpath(layout),
+        classpath(layout),
         "kafka.Kafka",
         str(_properties_path(layout)),
     ]

@@ -25,17 +25,17 @@ def _home(layout: Layout) -> Path:
     return layout.bin_dir / f"minio-{v.MINIO_VERSION}"
 
 
-def _binary(layout: Layout) -> Path:
+def binary(layout: Layout) -> Path:
     return _home(layout) / "minio"
 
 
 def _installed(layout: Layout) -> bool:
-    return _binary(layout).is_file() and has_stamp(_home(layout), NAME, v.MINIO_VERSION)
+    return binary(layout).is_file() and has_stamp(_home(layout), NAME, v.MINIO_VERSION)
 
 
 def _install(layout: Layout, log: Path) -> None:
     go_install(NAME, layout, f"{v.MINIO_MODULE}@{v.MINIO_VERSION}", _home(layout), log)
-    run_logged(NAME, [str(_binary(layout)), "--version"], log, what="smoke test")
+    run_logged(NAME, [str(binary(layout)), "--version"], log, what="smoke test")
     write_stamp(_home(layout), NAME, v.MINIO_VERSION)
 
 
@@ -45,7 +45,7 @@ def _prepare(layout: Layout) -> None:
 
 def _command(layout: Layout) -> list[str]:
     return [
-        str(_binary(layout)),
+        str(binary(layout)),
         "server",
         str(layout.data(NAME)),
         "--address",
@@ -55,7 +55,7 @@ def _command(layout: Layout) -> list[str]:
     ]
 
 
-def _environment(layout: Layout) -> dict[str, str]:
+def environment(layout: Layout) -> dict[str, str]:
     return {
         "MINIO_ROOT_USER": S3_ACCESS_KEY,
         "MINIO_ROOT_PASSWORD": S3_SECRET_KEY,
@@ -79,5 +79,5 @@ SPEC = ServerSpec(
     prepare=_prepare,
     command=_command,
     healthy=_healthy,
-    environment=_environment,
+    environment=environment,
 )

@@ -143,7 +143,7 @@ def _install(layout: Layout, log: Path) -> None:
     )
 
 
-def _prepare(layout: Layout) -> None:
+def prepare(layout: Layout) -> None:
     """Claim the cluster directory and, once, initdb + CREATE DATABASE (fast when done)."""
     target = cluster(layout)
     owner = _owner(target.user)
@@ -268,12 +268,12 @@ def _run(target: Cluster, argv: list[str], log: Path, what: str, stdin: str = ""
     return str(result.stdout)
 
 
-def command(layout: Layout, as_root: bool | None = None) -> list[str]:
+def command(layout: Layout, as_root: bool | None = None, port: int = POSTGRES_PORT) -> list[str]:
     """The postmaster in the foreground, settings on the command line (postgresql.conf as initdb
-    wrote it)."""
+    wrote it). Another ``port`` serves a private instance (`deploy.localinfra.private`)."""
     target = cluster(layout, as_root)
     settings = {**SETTINGS, "unix_socket_directories": str(target.socket_dir)}
-    argv = [str(POSTGRES), "-D", str(target.data), "-p", str(POSTGRES_PORT)]
+    argv = [str(POSTGRES), "-D", str(target.data), "-p", str(port)]
     for key, value in settings.items():
         argv += ["-c", f"{key}={value}"]
     return argv
@@ -295,7 +295,7 @@ SPEC = ServerSpec(
     startup_timeout=60.0,
     installed=_installed,
     install=_install,
-    prepare=_prepare,
+    prepare=prepare,
     command=command,
     healthy=_healthy,
     environment=lambda layout: {"HOME": str(cluster(layout).home)},

@@ -23,6 +23,7 @@ from shared.events import (
     event_about,
     job_failed,
 )
+from shared.faultpoints import reach
 from shared.jobs import Attempt, AttemptState, Job, JobState, now
 from shared.logs import log_context, trace_id_of
 from shared.messaging import PermanentError
@@ -202,6 +203,7 @@ async def _submit_one(
         started = deps.clock()
         try:
             ref = await provider.submit(request, spec.model)
+            reach("dispatcher.after_create_accepted")
         except ProviderError as exc:
             labels = (spec.provider, "submit", exc.failure_class.value)
             deps.metrics.provider_requests.labels(*labels).inc()

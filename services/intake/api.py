@@ -146,6 +146,13 @@ def build_router(deps: IntakeDeps, live: LiveUpdates) -> APIRouter:
         key = job.result.thumbnail_key if thumbnail else job.result.object_key
         if key is None:
             raise HTTPException(404, "this video has no thumbnail")
+        if job.result_deleted_at is not None:
+            gone = job.result_deleted_at.isoformat()
+            raise HTTPException(410, f"job {job_id}'s video was deleted by retention at {gone}")
+        # Retention marks the job after deleting the object: a crash in between, or an object
+        # removed by hand, must not hand out a link that can only answer 404.
+        if await deps.blobs.stat(key) is None:
+            raise HTTPException(410, f"job {job_id}'s video is no longer stored")
         url = await deps.blobs.presigned_get(key, deps.settings.presign_seconds)
         return RedirectResponse(url, status_code=307)
 

@@ -25,6 +25,7 @@ from shared.events import (
     envelope_of,
     event_about,
 )
+from shared.faultpoints import reach
 from shared.jobs import Job, JobRequest, JobState, new_job_id, now
 from shared.limits import storable_text
 from shared.logs import log_context, trace_id_of
@@ -153,6 +154,7 @@ async def submit_job(
         trace_parent=traceparent or new_traceparent(),
     )
     created = await deps.repo.create(job, announce=_accepted)
+    reach("intake.after_create")
     if not created.created:
         assert idempotency_key is not None
         replayed = await _replay(deps, created.job, request, idempotency_key)

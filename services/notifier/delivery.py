@@ -28,6 +28,7 @@ from services.notifier.logic import Verdict
 from services.notifier.store import AttemptLog, Delivery, DeliveryState, DeliveryStore
 from shared import webhooks
 from shared.egress import EgressRefused, IPNetwork, url_problem
+from shared.faultpoints import reach
 from shared.jobs import now
 from shared.metrics import ServiceMetrics
 from shared.tenants import webhook_secret_for
@@ -98,6 +99,7 @@ class Deliverer:
     async def _attempt(self, delivery: Delivery) -> None:
         assert delivery.lease is not None
         entry, refused = await self._post(delivery)
+        reach("notifier.after_delivery")
         decision = logic.decide(
             entry.status_code,
             entry.error,

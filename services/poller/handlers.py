@@ -21,6 +21,7 @@ from shared.events import (
     TaskSucceeded,
     event_about,
 )
+from shared.faultpoints import reach
 from shared.jobs import ACTIVE_TASK_STATES, AttemptState, Job, JobState, now
 from shared.messaging import publish
 from shared.metrics import ServiceMetrics
@@ -293,6 +294,7 @@ async def _finish_succeeded(deps: PollerDeps, task: Tracked, status: TaskStatus)
         attempt_in=(task.attempt_id, IN_FLIGHT),  # else another poll got there first
         announce=succeeded,
     )
+    reach("poller.after_success")
     deps.track().forget(task.key)
     if job is None:
         await _job_ended(deps, task)

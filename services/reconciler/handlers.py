@@ -37,7 +37,11 @@ class ReconcilerDeps:
 
 
 async def sweep(deps: ReconcilerDeps) -> dict[str, int]:
-    """Two reads of the store per sweep: the stale active jobs, and the counts by state."""
+    """One read of the store per active state (up to `batch` jobs stale for that state's own
+    grace, oldest first), then the counts by state. Per state, so that no state can starve
+    another: a single read across states, oldest first, let 200 stale accepted jobs (or
+    queued jobs waiting for a slot, stale for the shortest grace but not their own) fill
+    every batch while overdue running jobs were never failed."""
     s, at = deps.settings, deps.clock()
     graces = {
         JobState.ACCEPTED: s.accepted_grace_s,
@@ -47,11 +51,11 @@ async def sweep(deps: ReconcilerDeps) -> dict[str, int]:
         JobState.QUEUED: s.storing_grace_s,
         JobState.SCORING: s.storing_grace_s,
     }
-    oldest_allowed = at - timedelta(seconds=min(graces.values()))
+    stale: list[Job] = []
+    for state, grace in graces.items():  # read everything first: an action moves a job on
+        stale += await deps.repo.find_stale([state], at - timedelta(seconds=grace), s.batch)
     counts: dict[str, int] = {}
-    for job in await deps.repo.find_stale(list(graces), oldest_allowed, s.batch):
-        if job.updated_at > at - timedelta(seconds=graces[job.state]):
-            continue  # stale for the shortest grace, not yet for its own state's
+    for job in stale:
         action = await reconcile(deps, job, at)
         counts[action] = counts.get(action, 0) + 1
     # Active states only: totals of terminal states grow forever and are counters already

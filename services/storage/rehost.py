@@ -23,6 +23,7 @@ from services.storage import logic
 from shared import media
 from shared.blobstore import BlobStore
 from shared.events import TaskSucceeded
+from shared.faultpoints import reach
 from shared.jobs import Job, StoredVideo, now
 from shared.metrics import ServiceMetrics
 from shared.providers.base import VideoProvider
@@ -94,7 +95,9 @@ class Rehoster:
         started = time.monotonic()
         put = await self.blob.put_stream(
             keys.video,
-            bounded(provider.download(event.task, output), self.limits, event.task.provider),
+            _crash_point_after_first_chunk(
+                bounded(provider.download(event.task, output), self.limits, event.task.provider)
+            ),
             content_type=output.mime_type,
             metadata={
                 "job-id": job.job_id,
@@ -125,3 +128,13 @@ class Rehoster:
         margin = logic.expiry_margin_s(event.outputs[0].expires_at, self.clock())
         if margin is not None:
             self.metrics.url_expiry_margin.labels(provider).observe(margin)
+
+
+async def _crash_point_after_first_chunk(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """The download, with the fault point `storage.mid_upload` after its first chunk."""
+    first = True
+    async for chunk in chunks:
+        yield chunk
+        if first:
+            first = False
+            reach("storage.mid_upload")

@@ -40,7 +40,31 @@ class Recorder:
         self.seen.append(event.subject)
 
 
-def wire(broker: KafkaBroker, recorder: Recorder, group: str, name: str | None = None) -> None:
+class Failing:
+    """Fails every call for the event ids in `failures` (with that error) `times` times, then
+    handles them; counts every call per event id and keeps the order of the handled ones."""
+
+    def __init__(self, failures: dict[str, BaseException], times: int = 10**6) -> None:
+        self.failures = failures
+        self.times = times
+        self.calls: dict[str, int] = {}
+        self.seen: list[str] = []
+
+    async def handle(self, event: JobAccepted) -> None:
+        self.calls[event.id] = self.calls.get(event.id, 0) + 1
+        error = self.failures.get(event.id)
+        if error is not None and self.calls[event.id] <= self.times:
+            raise error
+        self.seen.append(event.id)
+
+
+ATTEMPTS = 3  # in-place tries per delivery (`wire`)
+MAX_REDELIVERIES = 3  # consume()'s default
+
+
+def wire(
+    broker: KafkaBroker, recorder: Recorder | Failing, group: str, name: str | None = None
+) -> None:
     consume(
         broker,
         Topic.JOBS_ACCEPTED,
@@ -48,7 +72,7 @@ def wire(broker: KafkaBroker, recorder: Recorder, group: str, name: str | None =
         ack_policy=AckPolicy.NACK_ON_ERROR,
         decode=JobAccepted.model_validate_json,
         handle=recorder.handle,
-        retry=RetryPolicy(attempts=3, sleep=no_sleep),
+        retry=RetryPolicy(attempts=ATTEMPTS, sleep=no_sleep),
         name=name,
     )
 
@@ -177,7 +201,18 @@ class TestKafkaMessaging(MessagingContract):
                 await self.dlq_reader.stop()
                 await self.broker.stop()
 
+        async def dlq_size() -> int:
+            """Records in the DLQ partition, read from the broker (not from our reader)."""
+            consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+            await consumer.start()
+            try:
+                part = TopicPartition(f"{topic}-dlq", 0)
+                return int((await consumer.end_offsets([part]))[part])
+            finally:
+                await consumer.stop()
+
         Run.dlq = dlq  # type: ignore[attr-defined]
+        Run.dlq_size = staticmethod(dlq_size)  # type: ignore[attr-defined]
         Run.group = group  # type: ignore[attr-defined]
         Run.topic = topic  # type: ignore[attr-defined]
         yield Run
@@ -210,3 +245,44 @@ class TestKafkaMessaging(MessagingContract):
             await send(JobAccepted(subject="job_next", tenant_id="t"))
             await wait_for(lambda: "job_next" in second.seen)
         assert second.seen == ["job_next"]
+
+    async def test_a_message_whose_retries_run_out_is_nacked_and_redelivered_then_handled(
+        self, run: Any
+    ) -> None:
+        """Two whole deliveries fail (NACK: the consumer seeks back); the third handles it, and
+        the next event of the same job waits behind it (same key: same partition, same order)."""
+        failing = Failing({"nacked": RuntimeError("not yet")}, times=2 * ATTEMPTS)
+        async with run(failing) as send:
+            await send(JobAccepted(id="nacked", subject="job_nacked", tenant_id="t"))
+            await send(JobAccepted(id="behind", subject="job_nacked", tenant_id="t"))
+            await wait_for(lambda: failing.seen == ["nacked", "behind"])
+        assert failing.calls == {"nacked": 2 * ATTEMPTS + 1, "behind": 1}
+        assert await run.dlq_size() == 0
+
+    async def test_a_poison_message_is_dead_lettered_after_max_redeliveries_then_the_next_runs(
+        self, run: Any
+    ) -> None:
+        failing = Failing({"poison": KeyError("attempts")})
+        async with run(failing) as send:
+            await send(JobAccepted(id="poison", subject="job_poison", tenant_id="t"))
+            await send(JobAccepted(id="behind", subject="job_poison", tenant_id="t"))
+            await wait_for(lambda: len(run.dlq) >= 1 and failing.seen == ["behind"])
+        # the first delivery and `max_redeliveries` redeliveries, each tried ATTEMPTS times
+        assert failing.calls == {"poison": (MAX_REDELIVERIES + 1) * ATTEMPTS, "behind": 1}
+        [record] = run.dlq
+        assert record["error_type"] == "KeyError"
+        assert record["reason"].startswith("handler kept failing")
+        assert record["topic"] == run.topic
+        assert json.loads(record["payload"])["id"] == "poison"
+
+    async def test_an_outage_is_redelivered_past_max_redeliveries_and_never_dead_lettered(
+        self, run: Any
+    ) -> None:
+        rounds = MAX_REDELIVERIES + 3
+        outage = ConnectionRefusedError(111, "Connect call failed")
+        failing = Failing({"outage": outage}, times=rounds * ATTEMPTS)
+        async with run(failing) as send:
+            await send(JobAccepted(id="outage", subject="job_outage", tenant_id="t"))
+            await wait_for(lambda: failing.seen == ["outage"])
+        assert failing.calls == {"outage": rounds * ATTEMPTS + 1}
+        assert await run.dlq_size() == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -15,8 +16,10 @@ from services.intake.api import mount
 from services.intake.handlers import IntakeDeps, on_request_job
 from services.intake.live import LiveUpdates
 from services.intake.settings import IntakeSettings
+from services.storage import logic as storage_logic
+from services.storage.retention import Retention
 from shared.events import JobAccepted, RequestJob
-from shared.jobs import JobRequest, JobState
+from shared.jobs import JobRequest, JobState, StoredVideo, now
 from shared.messaging import PermanentError
 from shared.metrics import ServiceMetrics
 from shared.providers.base import VideoProvider
@@ -157,6 +160,45 @@ async def test_lists_jobs_by_state_in_pages(client: httpx.AsyncClient) -> None:
 async def test_video_is_a_redirect_once_stored_and_409_before(client: httpx.AsyncClient) -> None:
     job_id = (await client.post("/v1/jobs", json=BODY, headers=A)).json()["job_id"]
     assert (await client.get(f"/v1/jobs/{job_id}/video", headers=A)).status_code == 409
+
+
+async def test_video_after_retention_deleted_it_is_410_with_the_reason(
+    h: Harness, client: httpx.AsyncClient
+) -> None:
+    job_id = (await client.post("/v1/jobs", json=BODY, headers=A)).json()["job_id"]
+    keys = storage_logic.object_keys("ta", job_id, "a1")
+    blobs = h.deps.blobs
+    await blobs.put_bytes(keys.video, b"video", "video/mp4")
+    await blobs.put_bytes(keys.thumbnail, b"jpeg", "image/jpeg")
+    stored = StoredVideo(
+        bucket="fake",
+        object_key=keys.video,
+        sha256="0" * 64,
+        size_bytes=5,
+        thumbnail_key=keys.thumbnail,
+    )
+    await h.repo.update(job_id, {"result": stored, "picked_attempt": "a1"})
+    assert (await client.get(f"/v1/jobs/{job_id}/video", headers=A)).status_code == 307
+
+    later = now() + timedelta(days=31)
+    assert await Retention(h.repo, blobs, timedelta(days=30), clock=lambda: later).run_once() == 2
+
+    for params in ({}, {"thumbnail": "true"}):
+        gone = await client.get(f"/v1/jobs/{job_id}/video", params=params, headers=A)
+        assert gone.status_code == 410
+        assert "deleted by retention" in gone.json()["detail"]
+
+
+async def test_video_whose_object_vanished_unmarked_is_410_not_a_dead_link(
+    h: Harness, client: httpx.AsyncClient
+) -> None:
+    """Retention deletes, then marks the job: a crash in between leaves the mark unset."""
+    job_id = (await client.post("/v1/jobs", json=BODY, headers=A)).json()["job_id"]
+    stored = StoredVideo(bucket="fake", object_key="videos/gone.mp4", sha256="0" * 64, size_bytes=5)
+    await h.repo.update(job_id, {"result": stored})
+    gone = await client.get(f"/v1/jobs/{job_id}/video", headers=A)
+    assert gone.status_code == 410
+    assert "no longer stored" in gone.json()["detail"]
 
 
 async def test_kafka_requests_use_the_same_path_and_bad_ones_are_dead_lettered(h: Harness) -> None:
