@@ -358,7 +358,7 @@ class MongoJobRepository:
         return [_job(d) async for d in found]
 
     async def inflight_slots(self) -> dict[str, int]:
-        busy = [JobState.SUBMITTING.value, JobState.RUNNING.value]
+        busy = [state.value for state in ACTIVE_TASK_STATES]
         pipeline: list[dict[str, Any]] = [
             {"$match": {"state": {"$in": busy}}},
             {"$group": {"_id": "$active_provider", "n": {"$sum": "$request.candidates"}}},

@@ -56,7 +56,8 @@ CREATE TABLE job_tasks (
 );
 CREATE INDEX job_tasks_job ON job_tasks (job_id);
 
--- Provider slots in use (candidates of jobs in submitting or running), kept by a trigger on
+-- Provider slots in use (candidates of jobs in submitting or running; migration 5 adds storing
+-- and scoring), kept by a trigger on
 -- every state change, so admission reads one row per provider instead of every job in flight.
 CREATE TABLE provider_slots (
     provider text PRIMARY KEY,
@@ -188,9 +189,44 @@ CREATE TABLE webhook_ids (
 CREATE INDEX webhook_ids_expires ON webhook_ids (expires_at);
 """
 
+SLOTS_WHILE_STORING = """
+-- A multi-candidate job moves to storing with its first stored candidate while the others
+-- still render, and to scoring while QC scores them: it keeps its provider slots until it
+-- leaves all four states (migration 1 freed them at storing, so admission overshot limits).
+CREATE OR REPLACE FUNCTION reelforge_slots() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    was boolean := TG_OP IN ('UPDATE', 'DELETE')
+        AND OLD.state IN ('submitting', 'running', 'storing', 'scoring');
+    now_in boolean := TG_OP IN ('UPDATE', 'INSERT')
+        AND NEW.state IN ('submitting', 'running', 'storing', 'scoring');
+BEGIN
+    IF was AND (NOT now_in OR OLD.active_provider IS DISTINCT FROM NEW.active_provider
+                OR OLD.slots <> NEW.slots) THEN
+        UPDATE provider_slots SET in_use = in_use - OLD.slots
+            WHERE provider = coalesce(OLD.active_provider, '');
+    END IF;
+    IF now_in AND (NOT was OR OLD.active_provider IS DISTINCT FROM NEW.active_provider
+                   OR OLD.slots <> NEW.slots) THEN
+        INSERT INTO provider_slots AS p (provider, in_use)
+            VALUES (coalesce(NEW.active_provider, ''), NEW.slots)
+            ON CONFLICT (provider) DO UPDATE SET in_use = p.in_use + EXCLUDED.in_use;
+    END IF;
+    RETURN NULL;
+END $$;
+-- Recount under a lock that keeps writers out, so the counts match the new rule.
+LOCK TABLE jobs IN SHARE ROW EXCLUSIVE MODE;
+INSERT INTO provider_slots (provider)
+    SELECT DISTINCT coalesce(active_provider, '') FROM jobs ON CONFLICT DO NOTHING;
+UPDATE provider_slots p SET in_use = coalesce((
+    SELECT sum(slots) FROM jobs
+    WHERE coalesce(active_provider, '') = p.provider
+      AND state IN ('submitting', 'running', 'storing', 'scoring')), 0);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "jobs, tasks, slots, outbox", JOBS),
     Migration(2, "notifier deliveries", NOTIFIER_DELIVERIES),
     Migration(3, "qc reviews", QC_REVIEWS),
     Migration(4, "webhook ids (replay guard)", WEBHOOK_IDS),
+    Migration(5, "slots held while storing and scoring", SLOTS_WHILE_STORING),
 )

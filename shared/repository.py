@@ -124,7 +124,8 @@ class JobRepository(Protocol):
         ...
 
     async def inflight_slots(self) -> dict[str, int]:
-        """Provider slots in use, per provider: candidates of jobs in SUBMITTING or RUNNING."""
+        """Provider slots in use, per provider: candidates of jobs in SUBMITTING, RUNNING,
+        STORING or SCORING (a multi-candidate job stores and scores while others render)."""
         ...
 
 

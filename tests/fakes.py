@@ -215,7 +215,7 @@ class FakeJobRepository:
     async def inflight_slots(self) -> dict[str, int]:
         slots: dict[str, int] = {}
         for d in self.docs.values():
-            if d["state"] in ("submitting", "running"):
+            if d["state"] in ("submitting", "running", "storing", "scoring"):
                 name = d["active_provider"] or ""
                 slots[name] = slots.get(name, 0) + d["request"]["candidates"]
         return slots
