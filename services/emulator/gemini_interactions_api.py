@@ -95,6 +95,11 @@ def build_router(ctx: EmulatorContext) -> APIRouter:
             return errors(404, f"Interaction {interaction_id} not found.", Reason.NOT_FOUND)
         return task
 
+    async def owned(interaction_id: str, request: Request) -> Task | Response:
+        """The caller's interaction, after the key check and the status-call faults."""
+        key = await checked(request, CallKind.STATUS)
+        return key if isinstance(key, Response) else lookup(interaction_id, key)
+
     @router.post("/interactions")
     async def create(request: Request) -> Response:
         key = await checked(request, CallKind.CREATE)
@@ -123,10 +128,7 @@ def build_router(ctx: EmulatorContext) -> APIRouter:
 
     @router.get("/interactions/{interaction_id}")
     async def get(interaction_id: str, request: Request) -> Response:
-        key = await checked(request, CallKind.STATUS)
-        if isinstance(key, Response):
-            return key
-        task = lookup(interaction_id, key)
+        task = await owned(interaction_id, request)
         if isinstance(task, Response):
             return task
         if task.malformed:
@@ -135,10 +137,7 @@ def build_router(ctx: EmulatorContext) -> APIRouter:
 
     @router.post("/interactions/{interaction_id}/cancel")
     async def cancel(interaction_id: str, request: Request) -> Response:
-        key = await checked(request, CallKind.STATUS)
-        if isinstance(key, Response):
-            return key
-        task = lookup(interaction_id, key)
+        task = await owned(interaction_id, request)
         if isinstance(task, Response):
             return task
         now = ctx.clock.now()
@@ -150,10 +149,7 @@ def build_router(ctx: EmulatorContext) -> APIRouter:
 
     @router.delete("/interactions/{interaction_id}")
     async def delete(interaction_id: str, request: Request) -> Response:
-        key = await checked(request, CallKind.STATUS)
-        if isinstance(key, Response):
-            return key
-        task = lookup(interaction_id, key)
+        task = await owned(interaction_id, request)
         if isinstance(task, Response):
             return task
         ctx.store.remove(PROVIDER, task.id)
