@@ -4,21 +4,18 @@ from __future__ import annotations
 
 import base64
 import io
-import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import av
-import httpx
 import pytest
 from fastapi.testclient import TestClient
 
 from services.emulator.app import create_app
 from services.emulator.settings import EmulatorSettings
 from services.emulator.tasks import FakeClock
-from shared.webhooks import verify
+from tests.unit.test_emulator_google import first_gemini_webhook
 
 KEY = {"x-goog-api-key": "g-test"}
 ROOT = "/gemini/v1beta/interactions"
@@ -181,31 +178,6 @@ def test_another_key_cannot_see_an_interaction(client: TestClient) -> None:
 def test_a_finished_interaction_is_announced_on_the_static_webhook(
     tmp_path: Path, clock: FakeClock
 ) -> None:
-    seen: list[httpx.Request] = []
-
-    def capture(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        return httpx.Response(200)
-
-    secret = "whsec_Z2VtaW5pLXdlYmhvb2stdGVzdC1zZWNyZXQ="
-    settings = EmulatorSettings(
-        data_dir=tmp_path,
-        render_seconds=2,
-        queue_seconds=0,
-        render_scale=0.1,
-        lifecycle_tick_seconds=0.01,
-        gemini_webhook_url="http://hooks.test/g",
-        gemini_webhook_secret=secret,
-    )
-    app = create_app(settings, clock=clock, callback_transport=httpx.MockTransport(capture))
-    with TestClient(app) as client:
-        created = create(client)
-        clock.advance(3)
-        deadline = time.monotonic() + 5
-        while not seen and time.monotonic() < deadline:
-            time.sleep(0.02)
-    assert seen, "no webhook delivered"
-    verify(secret, seen[0].content, dict(seen[0].headers))
-    event = json.loads(seen[0].content)
+    created, event = first_gemini_webhook(tmp_path, clock, create)
     assert event["type"] == "interaction.completed"
     assert event["data"]["id"] == created["id"]

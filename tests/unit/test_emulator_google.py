@@ -7,7 +7,7 @@ import io
 import json
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import av
@@ -172,9 +172,11 @@ def test_vertex_writes_gcs_uri_served_by_the_emulator(client: TestClient, clock:
     assert client.get("/vertex/gcs/bkt/out/nope/sample_0.mp4").status_code == 404
 
 
-def test_gemini_static_webhook_is_standard_webhooks_signed(
-    tmp_path: Path, clock: FakeClock
-) -> None:
+def first_gemini_webhook(
+    tmp_path: Path, clock: FakeClock, begin: Callable[[TestClient], dict]
+) -> tuple[dict, dict]:
+    """Run `begin` on an emulator whose Gemini static webhook is set, let the task finish and
+    return what `begin` answered and the first delivered event, its signature verified."""
     seen: list[httpx.Request] = []
 
     def capture(request: httpx.Request) -> httpx.Response:
@@ -193,13 +195,19 @@ def test_gemini_static_webhook_is_standard_webhooks_signed(
     )
     app = create_app(settings, clock=clock, callback_transport=httpx.MockTransport(capture))
     with TestClient(app) as client:
-        op = start(client)
+        started = begin(client)
         clock.advance(3)
         deadline = time.monotonic() + 5
         while not seen and time.monotonic() < deadline:
             time.sleep(0.02)
     assert seen, "no webhook delivered"
     verify(secret, seen[0].content, dict(seen[0].headers))
-    event = json.loads(seen[0].content)
+    return started, json.loads(seen[0].content)
+
+
+def test_gemini_static_webhook_is_standard_webhooks_signed(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    op, event = first_gemini_webhook(tmp_path, clock, start)
     assert event["type"] == "video.generated"
     assert event["data"]["operation_name"] == op["name"]
